@@ -1,0 +1,313 @@
+"""Every exception ``signalwire_calls`` raises.
+
+The tree::
+
+    SignalWireError
+     ├── RequestError                    a command could not be carried out over HTTP
+     │    ├── TransportError             nothing usable came back
+     │    │    ├── ConnectError          connection refused / reset / DNS / TLS
+     │    │    └── RequestTimeout        also a built-in ``TimeoutError``
+     │    └── APIStatusError             the server answered non-2xx (status, body, request_id)
+     │         ├── BadRequestError             400
+     │         ├── AuthenticationError         401
+     │         ├── PermissionDeniedError       403
+     │         ├── NotFoundError               404 (unknown or ended call)
+     │         ├── ConflictError               409 (e.g. a second transcribe)
+     │         ├── UnprocessableEntityError    422, ``.errors`` holds ``APIErrorItem``s
+     │         ├── RateLimitError              429
+     │         └── ServerError                 5xx
+     ├── ValidationError                 a command was refused before it was sent;
+     │                                   also a ``ValueError``; ``.field`` names the field
+     ├── ConfigurationError              missing credentials or bad settings; also ``ValueError``
+     ├── OutcomeError                    an operation ended without a usable result
+     │    ├── OperationFailed            the platform reported ``state=error``
+     │    ├── CallEndedError             the call ended before the operation finished
+     │    └── SessionClosedError         the session was closed while it was pending
+     ├── HandleStateError                a sub-command was used in a state that forbids it
+     └── WebhookError                    an incoming webhook was refused
+          ├── InvalidSignatureError      also a ``ValueError``
+          └── MalformedWebhookError      also a ``ValueError``
+
+Request-time errors carry ``command`` (the command name) so a log line says what failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "APIErrorItem",
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallEndedError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectError",
+    "HandleStateError",
+    "InvalidSignatureError",
+    "MalformedWebhookError",
+    "NotFoundError",
+    "OperationFailed",
+    "OutcomeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestError",
+    "RequestTimeout",
+    "ServerError",
+    "SessionClosedError",
+    "SignalWireError",
+    "TransportError",
+    "UnprocessableEntityError",
+    "ValidationError",
+    "WebhookError",
+    "status_error_class",
+]
+
+
+class SignalWireError(Exception):
+    """Base class of every exception raised by ``signalwire_calls``."""
+
+
+# --------------------------------------------------------------------------- request time
+
+
+class RequestError(SignalWireError):
+    """A command could not be carried out over HTTP."""
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class TransportError(RequestError):
+    """No usable HTTP response came back (connection failure or timeout)."""
+
+
+class ConnectError(TransportError):
+    """The connection failed: refused, reset, DNS or TLS failure.
+
+    ``request_sent`` tells whether the request may have reached the server; when it
+    is ``False`` the command was certainly not carried out.
+    """
+
+    def __init__(
+        self, message: str, *, command: str | None = None, request_sent: bool = True
+    ) -> None:
+        super().__init__(message, command=command)
+        self.request_sent = request_sent
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """The request did not complete within its timeout. Also a ``TimeoutError``."""
+
+
+class APIErrorItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a 422 body's ``errors`` list."""
+
+    code: str | None = None
+    message: str | None = None
+    attribute: str | None = None
+    type: str | None = None
+    url: str | None = None
+
+
+class APIStatusError(RequestError):
+    """The server answered with a non-2xx status.
+
+    ``status`` is the HTTP status, ``body`` the parsed JSON body (or the raw text when it
+    was not JSON), ``request_id`` the server's request id header when one was sent.
+    """
+
+    status: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        request_id: str | None = None,
+        command: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, command=command)
+        self.status = status
+        self.body = body
+        self.request_id = request_id
+        self.headers = headers or {}
+
+
+class BadRequestError(APIStatusError):
+    """400: the body was malformed or a required field was missing."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the project id or API token is wrong."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the token lacks the Voice scope."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the call is unknown, not in this project, or already ended."""
+
+
+class ConflictError(APIStatusError):
+    """409: the operation conflicts with one already active (e.g. a second transcribe)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: validation failed on the server; ``errors`` lists each problem."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        request_id: str | None = None,
+        command: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status=status,
+            body=body,
+            request_id=request_id,
+            command=command,
+            headers=headers,
+        )
+        self.errors: list[APIErrorItem] = _parse_error_items(body)
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` is the server's hint in seconds, if any."""
+
+    retry_after: float | None = None
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed."""
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """The exception class for an HTTP status (5xx -> ``ServerError``)."""
+    cls = _STATUS_CLASSES.get(status)
+    if cls is not None:
+        return cls
+    if status >= 500:
+        return ServerError
+    return APIStatusError
+
+
+def _parse_error_items(body: Any) -> list[APIErrorItem]:
+    if not isinstance(body, dict):
+        return []
+    raw = body.get("errors")
+    if not isinstance(raw, list):
+        return []
+    items: list[APIErrorItem] = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            continue
+        items.append(
+            APIErrorItem(
+                code=_str_or_none(entry.get("code")),
+                message=_str_or_none(entry.get("message")),
+                attribute=_str_or_none(entry.get("attribute")),
+                type=_str_or_none(entry.get("type")),
+                url=_str_or_none(entry.get("url")),
+            )
+        )
+    return items
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class ValidationError(SignalWireError, ValueError):
+    """A command was refused before anything was sent. ``field`` names the bad field
+    as a dotted path into the command's params (e.g. ``"play[0].params.text"``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+class ConfigurationError(SignalWireError, ValueError):
+    """Missing credentials or an invalid setting; the message says how to fix it."""
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+class OutcomeError(SignalWireError):
+    """An operation ended without a usable result."""
+
+    def __init__(self, message: str, *, control_id: str | None = None) -> None:
+        super().__init__(message)
+        self.control_id = control_id
+
+
+class OperationFailed(OutcomeError):
+    """The platform reported ``state=error`` (or an error result) for the operation.
+    ``event`` is the event that reported it."""
+
+    def __init__(self, message: str, *, control_id: str | None = None, event: Any = None) -> None:
+        super().__init__(message, control_id=control_id)
+        self.event = event
+
+
+class CallEndedError(OutcomeError):
+    """The call ended before the operation reported its own end.
+    ``end_reason`` is the call's end reason when known."""
+
+    def __init__(
+        self, message: str, *, control_id: str | None = None, end_reason: str | None = None
+    ) -> None:
+        super().__init__(message, control_id=control_id)
+        self.end_reason = end_reason
+
+
+class SessionClosedError(OutcomeError):
+    """The session was closed (or not yet opened) while this was pending."""
+
+
+class HandleStateError(SignalWireError):
+    """A handle method was called in a state that does not allow it
+    (e.g. ``pause()`` on a finished play)."""
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookError(SignalWireError):
+    """An incoming webhook was refused."""
+
+
+class InvalidSignatureError(WebhookError, ValueError):
+    """The webhook signature is missing or does not match."""
+
+
+class MalformedWebhookError(WebhookError, ValueError):
+    """The webhook body is not a JSON object the receiver can read."""
