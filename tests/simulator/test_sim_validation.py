@@ -1,0 +1,78 @@
+"""Strict validation with the library's command Structs: 422 bodies name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .helpers import Client
+
+pytest.importorskip("signalwire_calls.commands")
+
+TTS = {"type": "tts", "params": {"text": "hi"}}
+
+
+def item(body: Any) -> dict[str, Any]:
+    assert isinstance(body, dict)
+    errors = body["errors"]
+    assert errors
+    first = errors[0]
+    assert set(first) == {"type", "code", "message", "attribute", "url"}
+    assert first["url"].startswith("https://")
+    assert isinstance(first, dict)
+    return first
+
+
+@pytest.mark.parametrize(
+    ("command", "params", "attribute"),
+    [
+        ("calling.play", {"control_id": "p", "play": [TTS], "volume": 100}, "volume"),
+        ("calling.play", {"control_id": "p", "play": [TTS], "direction": "up"}, "direction"),
+        ("calling.play", {"control_id": "p", "play": [TTS], "bogus": 1}, "bogus"),
+        ("calling.play", {"play": [TTS], "control_id": 5}, "control_id"),
+        ("calling.play", {"control_id": "p", "play": [{"type": "tts", "params": {}}]}, "play"),
+        ("calling.stream", {"control_id": "s", "url": "ws://e.com/x"}, "url"),
+        ("calling.play.volume", {"control_id": "p", "volume": 41}, "volume"),
+        ("calling.record.pause", {"control_id": "r", "behavior": "loud"}, "behavior"),
+        ("calling.end", {"reason": "bored"}, "reason"),
+        ("calling.transfer", {}, "dest"),
+        ("calling.user_event", {}, "event"),
+    ],
+)
+async def test_invalid_params_422(
+    client: Client, command: str, params: dict[str, Any], attribute: str
+) -> None:
+    call_id = await client.answered_call()
+    status, body = await client.send(command, params, call_id)
+    assert status == 422, body
+    assert str(item(body)["attribute"]).startswith(attribute)
+
+
+async def test_missing_required_dial_field(client: Client) -> None:
+    status, body = await client.send("dial", {"to": "+15550001", "url": "https://e.com/s"})
+    assert status == 422
+    first = item(body)
+    assert first["attribute"] == "from"
+    assert first["code"] == "missing_required_parameter"
+
+
+async def test_dial_bad_status_event(client: Client) -> None:
+    params = {
+        "from": "+1555",
+        "to": "+15550001",
+        "url": "https://e.com/s",
+        "status_events": ["exploded"],
+    }
+    status, body = await client.send("dial", params)
+    assert status == 422
+    assert str(item(body)["attribute"]).startswith("status_events")
+
+
+async def test_decoded_struct_is_recorded(client: Client) -> None:
+    from signalwire_calls import commands
+
+    call_id = await client.answered_call()
+    await client.ok("calling.play", {"control_id": "p", "play": [TTS]}, call_id)
+    cmd = await client.sim.wait_for_command("calling.play")
+    assert isinstance(cmd.struct, commands.Play)
