@@ -461,6 +461,19 @@ class Simulator:
             name, data = peek_command(body)
             fault = self._faults.command_fault(name)
             if fault is not None and not fault.after_processing:
+                # recorded too, so tests can see what the client sent and got
+                self.commands.append(
+                    ReceivedCommand(
+                        name,
+                        _peek_call_id(data),
+                        data.get("params", {}) if isinstance(data, dict) else {},
+                        None,
+                        fault.status if fault.action == "status" else 0,
+                        time.monotonic(),
+                        error="fault",
+                    )
+                )
+                self._notify()
                 if fault.action == "reset":
                     return self._reset(request)
                 return self._status_fault(fault.status, fault.retry_after)
@@ -602,6 +615,15 @@ class Simulator:
             engine.refer(call, params)
         elif command == "calling.user_event":
             call.user_events.append(params.get("event"))
+
+
+def _peek_call_id(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    call_id = data.get("id")
+    if call_id is None and isinstance(data.get("params"), dict):
+        call_id = data["params"].get("id")
+    return call_id if isinstance(call_id, str) else None
 
 
 class _suppress_timeout:
