@@ -1,0 +1,502 @@
+"""The webhook receiver: signature check -> decode -> hand to an ``EventSink``.
+
+One core (``_Core.process``) holds the logic; three front ends use it: ``create_app``
+(an aiohttp ``Application``, mountable with ``add_subapp``), ``Receiver`` (a standalone
+``AppRunner`` + ``TCPSite``) and ``asgi_app`` (a plain ASGI 3 callable). Nothing the
+platform sends produces a 500: a bad signature is 403 (empty body), an oversized body
+413, an unreadable one 400, anything decodable 200 -- even when the sink fails.
+
+    async with Receiver(registry, ReceiverSettings(signing_key=KEY)) as receiver:
+        print(receiver.url)          # give this (or public_url + path) as status_url
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+import msgspec
+from aiohttp import web
+from aiohttp.log import access_logger
+
+from ._codec import decode_event
+from ._signing import SHA1_HEADER, SHA256_HEADER, verify
+from .errors import ConfigurationError, MalformedWebhookError
+from .events import AnyEvent, UnknownEvent
+
+__all__ = [
+    "ASGIReceiver",
+    "EventSink",
+    "Receiver",
+    "ReceiverSettings",
+    "ReceiverStats",
+    "app_stats",
+    "asgi_app",
+    "create_app",
+]
+
+logger = logging.getLogger("signalwire_calls.receiver")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[Message]]
+ASGISend = Callable[[Message], Awaitable[None]]
+
+
+class EventSink(Protocol):
+    """Where decoded webhooks go (the session's registry implements it).
+
+    ``deliver`` should never raise; if it does, the receiver logs and counts it
+    (``sink_errors``) and still answers 200. A sink may also expose its own ``stats()``;
+    the receiver does not call it -- ``CallSession.stats()`` merges the registry's
+    counters with ``Receiver.stats()`` (reach the sink through ``Receiver.sink``).
+    """
+
+    def deliver(self, event: AnyEvent) -> None: ...
+
+
+class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Configuration of the webhook receiver.
+
+    ``path`` is the route inside the receiver's app. ``public_url`` is the base URL the
+    platform calls (``"https://abc.ngrok.io"``); signatures are checked over
+    ``public_url + request path + query``, so verification works behind a tunnel or
+    proxy. Without it the URL the server saw (``scheme://host/path?query``) is used.
+    ``signing_key`` turns verification on (spec 6.1: SHA-256 header preferred, SHA-1
+    accepted); ``max_body_size`` bounds a body in bytes (413 beyond).
+
+        ReceiverSettings(public_url="https://hooks.example.com", signing_key="PSK_...")
+    """
+
+    path: str = "/signalwire/events"
+    public_url: str | None = None
+    signing_key: str | None = None
+    max_body_size: int = 256 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/") or "?" in self.path or "#" in self.path:
+            raise ConfigurationError(
+                f"path: must start with '/' and hold no query or fragment, got {self.path!r}"
+            )
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigurationError(
+                    f"public_url: must be an http(s) URL with a host, got {self.public_url!r}"
+                )
+            if parts.query or parts.fragment or self.public_url.endswith(("?", "#")):
+                raise ConfigurationError(
+                    f"public_url: must hold no query or fragment, got {self.public_url!r}"
+                )
+        if self.signing_key is not None and not self.signing_key:
+            raise ConfigurationError("signing_key: must be a non-empty string or None")
+        if isinstance(self.max_body_size, bool) or self.max_body_size < 1:
+            raise ConfigurationError(
+                f"max_body_size: must be >= 1 byte, got {self.max_body_size!r}"
+            )
+
+
+class ReceiverStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of the receiver's counters.
+
+    ``received`` counts POSTs reaching the handler; ``accepted`` those answered 200
+    (including ``unknown_events`` and ``sink_errors``); each ``rejected_*`` a refusal.
+    Routing counters (routed, buffered, expired, duplicates) belong to the registry.
+    """
+
+    received: int = 0
+    accepted: int = 0
+    rejected_signature: int = 0
+    rejected_malformed: int = 0
+    rejected_too_large: int = 0
+    unknown_events: int = 0
+    sink_errors: int = 0
+
+
+class _Core:
+    """The shared logic and the live counters of one receiver."""
+
+    __slots__ = (
+        "accepted",
+        "base_url",
+        "max_body_size",
+        "received",
+        "rejected_malformed",
+        "rejected_signature",
+        "rejected_too_large",
+        "settings",
+        "signing_key",
+        "sink",
+        "sink_errors",
+        "unknown_events",
+    )
+
+    def __init__(self, sink: EventSink, settings: ReceiverSettings) -> None:
+        self.sink = sink
+        self.settings = settings
+        self.signing_key = settings.signing_key
+        self.base_url = settings.public_url.rstrip("/") if settings.public_url else None
+        self.max_body_size = settings.max_body_size
+        self.received = 0
+        self.accepted = 0
+        self.rejected_signature = 0
+        self.rejected_malformed = 0
+        self.rejected_too_large = 0
+        self.unknown_events = 0
+        self.sink_errors = 0
+
+    def stats(self) -> ReceiverStats:
+        return ReceiverStats(
+            received=self.received,
+            accepted=self.accepted,
+            rejected_signature=self.rejected_signature,
+            rejected_malformed=self.rejected_malformed,
+            rejected_too_large=self.rejected_too_large,
+            unknown_events=self.unknown_events,
+            sink_errors=self.sink_errors,
+        )
+
+    def too_large(self) -> int:
+        self.received += 1
+        self.rejected_too_large += 1
+        logger.debug("webhook refused: body over %d bytes", self.max_body_size)
+        return 413
+
+    def unreadable(self, exc: BaseException) -> int:
+        self.received += 1
+        self.rejected_malformed += 1
+        logger.debug("webhook refused: body could not be read (%r)", exc)
+        return 400
+
+    def process(self, body: bytes, url: str, header: Callable[[str], str | None]) -> int:
+        """Verify, decode and deliver one webhook body; return the HTTP status.
+
+        ``url`` is the URL the signature covers (ignored without a signing key);
+        ``header`` looks up a request header by name (case-insensitively).
+        """
+        self.received += 1
+        key = self.signing_key
+        if key is not None and not verify(
+            key,
+            url,
+            body,
+            sha256_signature=header(SHA256_HEADER),
+            sha1_signature=header(SHA1_HEADER),
+        ):
+            self.rejected_signature += 1
+            logger.debug("webhook refused: bad or missing signature for %s", url)
+            return 403
+        try:
+            event = decode_event(body)
+        except MalformedWebhookError as exc:
+            self.rejected_malformed += 1
+            logger.debug("webhook refused: %s", exc)
+            return 400
+        if type(event) is UnknownEvent:
+            self.unknown_events += 1
+        try:
+            self.sink.deliver(event)
+        except Exception:
+            self.sink_errors += 1
+            logger.exception("event sink failed on %s", type(event).__name__)
+        self.accepted += 1
+        return 200
+
+
+# --------------------------------------------------------------------------- aiohttp
+
+_CORE_KEY = web.AppKey("signalwire_calls.receiver", _Core)
+
+
+async def _read_chunked(request: web.Request, limit: int) -> bytes | None:
+    """The body of a request without Content-Length, or ``None`` once it exceeds ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    content = request.content
+    while chunk := await content.readany():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _make_handler(core: _Core) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    limit = core.max_body_size
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        length = request.content_length
+        body: bytes | None
+        if length is not None and length > limit:
+            return web.Response(status=core.too_large())
+        try:
+            body = (
+                await request.read() if length is not None else await _read_chunked(request, limit)
+            )
+        except web.HTTPRequestEntityTooLarge:  # a root app's smaller client_max_size
+            body = None
+        except Exception as exc:  # a broken upload: never a 500
+            return web.Response(status=core.unreadable(exc))
+        if body is None:
+            return web.Response(status=core.too_large())
+        url = ""
+        if core.signing_key is not None:
+            base = core.base_url
+            url = (
+                base + request.raw_path
+                if base is not None
+                else f"{request.scheme}://{request.host}{request.raw_path}"
+            )
+        return web.Response(status=core.process(body, url, request.headers.get))
+
+    return handle
+
+
+def create_app(sink: EventSink, settings: ReceiverSettings | None = None) -> web.Application:
+    """An aiohttp app answering webhook POSTs at ``settings.path``.
+
+    Mount it in your own app (``app.add_subapp("/hooks", create_app(...))``); the
+    signed URL then includes the prefix. ``app_stats(app)`` reads its counters.
+    """
+    return _build_app(_Core(sink, settings or ReceiverSettings()))
+
+
+def _build_app(core: _Core) -> web.Application:
+    app = web.Application(client_max_size=core.max_body_size)
+    app[_CORE_KEY] = core
+    app.router.add_post(core.settings.path, _make_handler(core))
+    return app
+
+
+def app_stats(app: web.Application) -> ReceiverStats:
+    """The counters of an app made by ``create_app``."""
+    try:
+        core = app[_CORE_KEY]
+    except KeyError:
+        raise ValueError("app: not an application made by create_app()") from None
+    return core.stats()
+
+
+class Receiver:
+    """A standalone webhook server on ``host:port`` (``port=0`` picks a free port).
+
+    ``start()`` and ``aclose()`` are idempotent; a closed receiver starts again on the
+    port it had, keeping its counters. The access log is off unless ``access_log=True``.
+
+        async with Receiver(sink, ReceiverSettings(), port=0) as receiver:
+            status_url = receiver.url
+    """
+
+    def __init__(
+        self,
+        sink: EventSink,
+        settings: ReceiverSettings | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        access_log: bool = False,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ConfigurationError(f"port: must be 0..65535, got {port}")
+        if not (shutdown_timeout >= 0 and math.isfinite(shutdown_timeout)):
+            raise ConfigurationError(
+                f"shutdown_timeout: must be a finite number >= 0, got {shutdown_timeout}"
+            )
+        self._core = _Core(sink, settings or ReceiverSettings())
+        self._host = host
+        self._port = port
+        self._access_log = access_log
+        self._shutdown_timeout = shutdown_timeout
+        self._runner: web.AppRunner | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def settings(self) -> ReceiverSettings:
+        return self._core.settings
+
+    @property
+    def sink(self) -> EventSink:
+        return self._core.sink
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the requested one before the first ``start()``)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port/path`` -- where this server takes webhooks."""
+        if self._port == 0:
+            raise RuntimeError("the receiver has no port yet: await start() first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}{self._core.settings.path}"
+
+    def stats(self) -> ReceiverStats:
+        """A snapshot of the counters (kept across restarts)."""
+        return self._core.stats()
+
+    async def start(self) -> None:
+        """Bind and serve. Does nothing when already running."""
+        async with self._lock:
+            if self._runner is not None:
+                return
+            runner = web.AppRunner(
+                _build_app(self._core),
+                access_log=access_logger if self._access_log else None,
+                shutdown_timeout=self._shutdown_timeout,
+            )
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, self._host, self._port)
+                await site.start()
+            except BaseException:
+                await runner.cleanup()
+                raise
+            self._port = int(runner.addresses[0][1])
+            self._runner = runner
+
+    async def aclose(self) -> None:
+        """Stop serving. Idempotent; ``start()`` may be called again."""
+        async with self._lock:
+            runner, self._runner = self._runner, None
+            if runner is not None:
+                await runner.cleanup()
+
+    async def __aenter__(self) -> Receiver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "running" if self._runner is not None else "stopped"
+        return f"<Receiver {state} {self._host}:{self._port}{self._core.settings.path}>"
+
+
+# --------------------------------------------------------------------------- ASGI
+
+_EMPTY_HEADERS = [(b"content-length", b"0")]
+_405_HEADERS = [(b"content-length", b"0"), (b"allow", b"POST")]
+_SHA256_LOWER = SHA256_HEADER.lower().encode()
+_SHA1_LOWER = SHA1_HEADER.lower().encode()
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+
+
+async def _respond(send: ASGISend, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+class ASGIReceiver:
+    """A plain ASGI 3 app answering webhook POSTs at ``settings.path`` (relative to
+    ``root_path`` when mounted). Made by ``asgi_app``; ``stats()`` reads its counters."""
+
+    def __init__(self, sink: EventSink, settings: ReceiverSettings | None = None) -> None:
+        self._core = _Core(sink, settings or ReceiverSettings())
+
+    def stats(self) -> ReceiverStats:
+        return self._core.stats()
+
+    async def __call__(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _http(self, scope: Scope, receive: ASGIReceive, send: ASGISend) -> None:
+        core = self._core
+        path: str = scope["path"]
+        root: str = scope.get("root_path") or ""
+        if root and path.startswith(root):
+            relative = path[len(root) :]
+        else:
+            relative = path
+            path = root + path
+        if relative != core.settings.path:
+            await _respond(send, 404, _EMPTY_HEADERS)
+            return
+        if scope["method"] != "POST":
+            await _respond(send, 405, _405_HEADERS)
+            return
+        length: int | None = None
+        host: str | None = None
+        sha256: str | None = None
+        sha1: str | None = None
+        for name, value in scope["headers"]:
+            name = name.lower()
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = None
+            elif name == b"host":
+                host = value.decode("latin-1")
+            elif name == _SHA256_LOWER:
+                sha256 = value.decode("latin-1")
+            elif name == _SHA1_LOWER:
+                sha1 = value.decode("latin-1")
+        limit = core.max_body_size
+        if length is not None and length > limit:
+            await _respond(send, core.too_large(), _EMPTY_HEADERS)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    await _respond(send, core.too_large(), _EMPTY_HEADERS)
+                    return
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        url = ""
+        if core.signing_key is not None:
+            raw_path: bytes | None = scope.get("raw_path")
+            target = raw_path.decode("latin-1") if raw_path else quote(path, safe=_PATH_SAFE)
+            query: bytes = scope.get("query_string") or b""
+            if query:
+                target = f"{target}?{query.decode('latin-1')}"
+            base = core.base_url
+            if base is None:
+                if host is None:
+                    server = scope.get("server")
+                    host = f"{server[0]}:{server[1]}" if server else "localhost"
+                base = f"{scope.get('scheme', 'http')}://{host}"
+            url = base + target
+        signatures = {SHA256_HEADER: sha256, SHA1_HEADER: sha1}
+        await _respond(send, core.process(body, url, signatures.get), _EMPTY_HEADERS)
+
+
+async def _lifespan(receive: ASGIReceive, send: ASGISend) -> None:
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif kind == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def asgi_app(sink: EventSink, settings: ReceiverSettings | None = None) -> ASGIReceiver:
+    """An ASGI 3 app feeding ``sink`` (mount it in FastAPI / Starlette)."""
+    return ASGIReceiver(sink, settings)
