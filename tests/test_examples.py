@@ -1,0 +1,41 @@
+"""The examples run against the simulator in the suite, so they never rot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALWIRE_")}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_quickstart_runs_the_whole_flow() -> None:
+    out = _run("quickstart.py")
+    assert "caller chose: digit '1'" in out
+    assert "recording: https://" in out
+    assert "call ended: hangup" in out
+    assert "detection: machine (MACHINE)" in out
+    assert "detector done: machine, beep=True" in out
+    assert "0 expired" in out
+    for name in (
+        "-> dial",
+        "<- calling.call.state",
+        "-> calling.collect",
+        "<- calling.call.detect",
+    ):
+        assert name in out
