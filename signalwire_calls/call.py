@@ -20,6 +20,7 @@ from . import commands as _cmd
 from .errors import CallEndedError, NotFoundError, SessionClosedError, ValidationError
 from .events import CallStateEvent, Event
 from .handles import (
+    HISTORY_LIMIT,
     CollectHandle,
     DetectHandle,
     OperationHandle,
@@ -114,9 +115,12 @@ class Call:
         return list(self._ops.values())
 
     def _feed(self, event: Event) -> bool:
-        if event in self._history:
+        history = self._history
+        if event in history:
             return False
-        self._history.append(event)
+        history.append(event)
+        if len(history) > HISTORY_LIMIT:
+            del history[0]
         streams = self._streams
         if streams is not None:
             for s in streams:

@@ -61,6 +61,9 @@ __all__ = [
 
 R = TypeVar("R")
 
+# Events kept per handle for events() replay and duplicate detection.
+HISTORY_LIMIT = 64
+
 
 class HandleStatus(enum.Enum):
     """Where an operation stands on the client's side."""
@@ -240,6 +243,8 @@ class OperationHandle(Generic[R]):
             return False
         else:
             history.append(event)
+            if len(history) > HISTORY_LIMIT:  # a long continuous collect: keep the tail
+                del history[0]
         step = self._interpret(event)
         streams = self._streams
         if streams is not None:

@@ -13,7 +13,7 @@ from signalwire_calls import CallSession, HandleStatus
 from signalwire_calls._codec import decode_event
 from signalwire_calls._registry import Registry
 from signalwire_calls.call import Call
-from signalwire_calls.handles import PlayHandle, TranscribeHandle
+from signalwire_calls.handles import HISTORY_LIMIT, PlayHandle, TranscribeHandle
 
 
 class Clock:
@@ -156,3 +156,18 @@ def test_ended_call_is_forgotten_and_late_state_dropped(
     registry.deliver(decode_event(state_event("call-5", "answered")))
     assert registry.stats().late == 1
     assert call.state == "ended"
+
+
+def test_event_history_is_bounded(setup: tuple[CallSession, Registry, Clock]) -> None:
+    session, registry, _ = setup
+    call = Call(session, "call-1")
+    handle = PlayHandle("op-h", call)
+    call._ops["op-h"] = handle
+    registry.add_operation(handle)
+    for i in range(200):
+        state = "paused" if i % 2 else "playing"
+        registry.deliver(decode_event(play_event("op-h", state, ts=float(i))))
+    assert registry.stats().routed == 200
+    assert handle._history is not None
+    assert len(handle._history) == HISTORY_LIMIT
+    assert handle._history[-1].timestamp == 199.0
