@@ -30,6 +30,7 @@ from .handles import (
     TapHandle,
     TranscribeHandle,
     _EventStream,
+    _follow,
 )
 
 if TYPE_CHECKING:
@@ -234,25 +235,9 @@ class Call:
                 await asyncio.shield(self._ended)
         return self.end_reason
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Call-state (and refer) events, from the first one seen, until the call ends."""
-        stream = _EventStream(self._history)
-        if self.is_ended:
-            stream.close()
-        elif self._streams is None:
-            self._streams = [stream]
-        else:
-            self._streams.append(stream)
-        try:
-            while True:
-                try:
-                    item = await stream.next()
-                except StopAsyncIteration:
-                    return
-                yield item
-        finally:
-            if self._streams is not None and stream in self._streams:
-                self._streams.remove(stream)
+        return _follow(self, self._history, self.is_ended)
 
     # -- sending ------------------------------------------------------------------------
 

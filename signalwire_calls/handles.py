@@ -171,6 +171,29 @@ class _EventStream:
         return self._items.popleft()
 
 
+async def _follow(owner: Any, history: list[Any] | None, closed: bool) -> AsyncIterator[Any]:
+    """Replay ``history``, then follow what ``owner`` pushes to its ``_streams`` until
+    it closes them (a handle settling, a call ending)."""
+    stream = _EventStream(history)
+    if closed:
+        stream.close()
+    elif owner._streams is None:
+        owner._streams = [stream]
+    else:
+        owner._streams.append(stream)
+    try:
+        while True:
+            try:
+                item = await stream.next()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        streams = owner._streams
+        if streams is not None and stream in streams:
+            streams.remove(stream)
+
+
 class _Outcome(enum.Enum):
     NONE = 0
 
@@ -342,26 +365,9 @@ class OperationHandle(Generic[R]):
             raise self._error
         return self._result  # type: ignore[return-value]
 
-    async def events(self) -> AsyncIterator[Event]:
+    def events(self) -> AsyncIterator[Event]:
         """Every event of this operation, from the first one seen, until it settles."""
-        stream = _EventStream(self._history)
-        if self.done:
-            stream.close()
-        else:
-            if self._streams is None:
-                self._streams = [stream]
-            else:
-                self._streams.append(stream)
-        try:
-            while True:
-                try:
-                    item = await stream.next()
-                except StopAsyncIteration:
-                    return
-                yield item
-        finally:
-            if self._streams is not None and stream in self._streams:
-                self._streams.remove(stream)
+        return _follow(self, self._history, self.done)
 
     async def stop(self) -> None:
         """Stop the remote operation. A no-op once the handle settled."""
