@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import msgspec
+from aiohttp import web
 
 from . import commands as _cmd
 from ._http import HTTPSettings, Transport, base_url_for_space, credentials_from_env
@@ -29,7 +30,15 @@ from .call import Call
 from .errors import ConfigurationError, SessionClosedError, ValidationError
 from .events import Event
 from .legs import AnyLeg
-from .receiver import Receiver, ReceiverSettings, ReceiverStats, asgi_app, create_app
+from .receiver import (
+    ASGIReceiver,
+    Receiver,
+    ReceiverSettings,
+    ReceiverStats,
+    app_stats,
+    asgi_app,
+    create_app,
+)
 
 __all__ = ["CallSession", "SessionStats", "TraceRecord"]
 
@@ -143,6 +152,7 @@ class CallSession:
             )
         self._mount_path = mount_path
         self._receiver: Receiver | None = None
+        self._mounted_stats: Callable[[], ReceiverStats] | None = None
         self._trace = trace
         self._t0 = time.monotonic()
         self._sink: Any = _TracingSink(self, self._registry) if trace else self._registry
@@ -262,18 +272,30 @@ class CallSession:
         """The embedded webhook receiver (``None`` with ``serve_receiver=False``)."""
         return self._receiver
 
-    def webhook_app(self) -> Any:
-        """An aiohttp ``Application`` feeding this session, to mount in your own app."""
-        return create_app(self._sink, self._receiver_settings)
+    def webhook_app(self) -> web.Application:
+        """An aiohttp ``Application`` feeding this session, to mount in your own app
+        (under ``mount_path``); ``stats()`` then reports its counters."""
+        app = create_app(self._sink, self._receiver_settings)
+        self._mounted_stats = lambda: app_stats(app)
+        return app
 
-    def asgi_app(self) -> Any:
-        """An ASGI app feeding this session (FastAPI / Starlette ``mount``)."""
-        return asgi_app(self._sink, self._receiver_settings)
+    def asgi_app(self) -> ASGIReceiver:
+        """An ASGI app feeding this session (FastAPI / Starlette ``mount`` under
+        ``mount_path``); ``stats()`` then reports its counters."""
+        app = asgi_app(self._sink, self._receiver_settings)
+        self._mounted_stats = app.stats
+        return app
 
     def stats(self) -> SessionStats:
         """Receiver and registry counters."""
+        if self._receiver is not None:
+            receiver_stats: ReceiverStats | None = self._receiver.stats()
+        elif self._mounted_stats is not None:
+            receiver_stats = self._mounted_stats()
+        else:
+            receiver_stats = None
         return SessionStats(
-            receiver=self._receiver.stats() if self._receiver is not None else None,
+            receiver=receiver_stats,
             registry=self._registry.stats(),
             commands_sent=self.commands_sent,
         )

@@ -80,7 +80,9 @@ async def test_receiver_mounted_in_a_user_app(sim: Simulator) -> None:
             play = await call.play(silence(0.2))
             assert (await play.finished(timeout=T)).state == "finished"
             assert session.status_url == f"http://127.0.0.1:{port}/hooks/signalwire/events"
-            assert session.stats().receiver is None
+            received = session.stats().receiver
+            assert received is not None
+            assert received.accepted >= 5  # created, ringing, answered, playing, finished
     finally:
         await runner.cleanup()
         if session is not None:
