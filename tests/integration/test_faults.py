@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from signalwire_calls import (
@@ -149,3 +151,21 @@ async def test_random_faults_every_flow_settles() -> None:
             stats = s.stats()
             assert stats.registry.pending_operations == 0
             assert stats.registry.expired == 0
+
+
+async def test_two_hundred_concurrent_flows(sim: Simulator, session: CallSession) -> None:
+    sim.script("*", Callee.answers(after=0.5, digits="9"))
+
+    async def flow(i: int) -> str | None:
+        call = await session.dial(to=f"+1555100{i:04d}", from_=CALLER, swml=SWML)
+        await call.answered(timeout=T)
+        await (await call.play(silence(0.5))).finished(timeout=T)
+        digits = (await (await call.collect(digits=Digits(max=1))).finished(timeout=T)).digits
+        await call.end()
+        await call.ended(timeout=T)
+        return digits
+
+    results = await asyncio.gather(*(flow(i) for i in range(200)))
+    assert results == ["9"] * 200
+    stats = session.stats().registry
+    assert (stats.pending_operations, stats.live_calls, stats.expired) == (0, 0, 0)
