@@ -381,6 +381,7 @@ class Transport:
             "User-Agent": _user_agent(),
         }
         self._limiter = _FifoLimiter(self._settings.max_in_flight)
+        self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -537,20 +538,36 @@ class Transport:
                 raise SessionClosedError("the transport was closed while retrying")
             attempt += 1
 
+    def _client_timeout(self, total: float | None) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=total, sock_connect=self._settings.connect_timeout)
+
     async def _attempt(self, body: bytes, command: str, timeout: float | None) -> AnyLeg:
         session = self._session or self._open()
         limiter = self._limiter
         try:
-            async with asyncio.timeout(timeout):
-                if not limiter.try_acquire():
+            # One budget covers queueing and the request. The request part is enforced
+            # by aiohttp's own per-request timer (a third of asyncio.timeout's cost on
+            # the hot path); asyncio.timeout is only armed when the command must queue.
+            if limiter.try_acquire():
+                client_timeout = self._client_timeouts.get(timeout)
+                if client_timeout is None:
+                    client_timeout = self._client_timeout(timeout)
+                    if len(self._client_timeouts) < 16:  # the default and a few per-call
+                        self._client_timeouts[timeout] = client_timeout
+            else:
+                loop = asyncio.get_running_loop()
+                deadline = None if timeout is None else loop.time() + timeout
+                async with asyncio.timeout_at(deadline):
                     await limiter.acquire()
-                try:
-                    async with session.post(self._url, data=body) as resp:
-                        data = await resp.read()
-                        status = resp.status
-                        headers = resp.headers
-                finally:
-                    limiter.release()
+                remaining = None if deadline is None else max(deadline - loop.time(), 0.001)
+                client_timeout = self._client_timeout(remaining)
+            try:
+                async with session.post(self._url, data=body, timeout=client_timeout) as resp:
+                    data = await resp.read()
+                    status = resp.status
+                    headers = resp.headers
+            finally:
+                limiter.release()
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
             if self._closed:
                 raise SessionClosedError("the transport was closed") from exc
