@@ -50,7 +50,7 @@ _event_decoder: msgspec.json.Decoder[KnownEvent] = msgspec.json.Decoder(
 _call_leg_decoder: msgspec.json.Decoder[CallLeg] = msgspec.json.Decoder(CallLeg, strict=False)
 
 
-class _Envelope(msgspec.Struct, omit_defaults=True):
+class _Envelope(msgspec.Struct, omit_defaults=True, gc=False):
     command: str
     params: Any
     id: str | msgspec.UnsetType = msgspec.UNSET

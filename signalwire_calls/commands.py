@@ -252,14 +252,18 @@ def _nested(path: str, value: Any, cls: type[_Options] | tuple[type[_Options], .
 # --------------------------------------------------------------------------- bases
 
 
-class _Options(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+class _Options(
+    msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
+):
     """Base of nested option objects; the command holding one validates it."""
 
     def _validate(self) -> None:
         """Raise ``ValidationError`` (path relative to this object) when invalid."""
 
 
-class Command(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+class Command(
+    msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
+):
     """Base of every command; an instance is the command's ``params`` object.
 
     ``command`` is the wire name, ``id_location`` where the call id goes (``"top"``

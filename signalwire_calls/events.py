@@ -120,7 +120,7 @@ FAX_TERMINAL_TYPES: Final = frozenset({"finished", "error"})
 CALL_DOCUMENT_EVENT_TYPE: Final = "call"
 
 
-class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """Base of the nested inbound objects: keyword-only, ``None`` fields not re-encoded."""
 
 
@@ -145,7 +145,7 @@ class _ControlParams(_Params):
 # --------------------------------------------------------------------------- events
 
 
-class Event(msgspec.Struct, tag_field="event_type", kw_only=True, omit_defaults=True):
+class Event(msgspec.Struct, tag_field="event_type", kw_only=True, omit_defaults=True, gc=False):
     """Base of every webhook event; the envelope fields are optional.
 
     ``event_type`` is the wire discriminator; ``call_id``/``control_id`` are ``None``

@@ -57,7 +57,7 @@ LEG_STATUSES: Final = frozenset(
 LEG_TERMINAL_STATUSES: Final = frozenset({"ended", "failed", "canceled", "completed"})
 
 
-class ChargeDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ChargeDetail(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One item of ``charge_details``, e.g. ``{"description": "Outbound Voice",
     "charge": 0.004}``."""
 
@@ -65,7 +65,7 @@ class ChargeDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
     charge: float | None = None
 
 
-class _LegBase(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _LegBase(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """Fields common to every leg (``CallBase``); all but ``id`` may be missing."""
 
     id: str
