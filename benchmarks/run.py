@@ -1,0 +1,637 @@
+"""Run every benchmark scenario and print a table (and, with --json, one JSON line last).
+
+    python benchmarks/run.py            # full run, ~6-10 minutes on 2 cores
+    python benchmarks/run.py --quick    # reduced, under 2 minutes
+    python benchmarks/run.py --quick --json
+
+Each scenario is paired with its baseline in the same run, and the two are interleaved
+repetition by repetition: figures on a shared machine drift by 20 % between runs minutes
+apart, so only same-run ratios mean anything. Servers and load generators run in their
+own processes (127.0.0.1 only, each with a hard deadline, all killed on exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib.util
+import json
+import os
+import platform
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import PROJECT, SIGNING_KEY, TOKEN, Child, percentile
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {
+        "duration": 2.0,
+        "warmup": 0.4,
+        "reps": 5,
+        "concurrency": [1, 100, 1000],
+        "pending": 100_000,
+        "rec_events": 20_000,
+        "lat_events": 2_000,
+        "flows_concurrency": [100, 1000],
+        "flows_duration": 3.0,
+        "memory": [10_000, 100_000],
+        "growth": (20_000, 7),
+        "livecalls": 10_000,
+        "codec_seconds": 0.2,
+        "variants": True,
+    },
+    "quick": {
+        "duration": 0.7,
+        "warmup": 0.2,
+        "reps": 3,
+        "concurrency": [1, 100, 1000],
+        "pending": 100_000,
+        "rec_events": 8_000,
+        "lat_events": 1_000,
+        "flows_concurrency": [100, 1000],
+        "flows_duration": 1.2,
+        "memory": [10_000, 100_000],
+        "growth": (20_000, 6),
+        "livecalls": 10_000,
+        "codec_seconds": 0.05,
+        "variants": False,
+    },
+    # only keeps the scripts from rotting (tests/test_benchmarks_smoke.py): no figures
+    "smoke": {
+        "duration": 0.1,
+        "warmup": 0.05,
+        "reps": 1,
+        "concurrency": [1, 100],
+        "pending": 2_000,
+        "rec_events": 200,
+        "lat_events": 50,
+        "flows_concurrency": [10],
+        "flows_duration": 0.3,
+        "memory": [1_000, 2_000],
+        "growth": (1_000, 2),
+        "livecalls": 500,
+        "codec_seconds": 0.005,
+        "variants": False,
+    },
+}
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4194304", "MALLOC_TRIM_THRESHOLD_": "134217728"}
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+_children: list[Child] = []
+
+
+def _spawn(script: str, args: list[str], env: dict[str, str] | None = None) -> Child:
+    child = Child(script, args, env=env)
+    _children.append(child)
+    return child
+
+
+def _kill_all() -> None:
+    while _children:
+        _children.pop().kill()
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _stats(values: list[float | None]) -> dict[str, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+
+
+def _med(values: list[float | None]) -> float | None:
+    return _stats(values)["median"]
+
+
+def _worker(script: str, args: list[str], timeout: float, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    child = _spawn(script, args, env)
+    try:
+        return child.result(timeout)
+    finally:
+        child.kill()
+        _children.remove(child)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def bench_commands(p: dict[str, Any]) -> dict[str, Any]:
+    server = _spawn("servers.py", ["fast", "--lifetime", "900"])
+    info = server.wait_ready()
+    port, pid = str(info["port"]), str(server.pid)
+    timeout = p["warmup"] + p["duration"] + 60
+    common = ["--duration", str(p["duration"]), "--warmup", str(p["warmup"]), "--server-pid", pid]
+
+    def run(impl: str, extra: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+        return _worker(
+            "clients.py",
+            ["commands", "--impl", impl, "--port", port, *common, *extra],
+            timeout,
+            env,
+        )
+
+    out: dict[str, Any] = {}
+    for c in p["concurrency"]:
+        runs: dict[str, list[dict[str, Any]]] = {"session": [], "bare_aiohttp": []}
+        for rep in range(p["reps"]):
+            order = [("bare_aiohttp", "bare"), ("session", "session")]
+            for key, impl in order if rep % 2 == 0 else order[::-1]:
+                runs[key].append(run(impl, ["--concurrency", str(c)]))
+        out[f"c{c}"] = {k: _agg(v) for k, v in runs.items()}
+        out[f"c{c}"]["ratio"] = _ratio(runs["session"], runs["bare_aiohttp"], "ops_per_s")
+        out[f"c{c}"]["cpu_ratio"] = _ratio(runs["bare_aiohttp"], runs["session"], "cpu_us_per_op")
+        _log(f"commands c{c}: {_fmt_pair(out[f'c{c}'], 'ops_per_s')}")
+    req = [run("requests", ["--threads", "32"]) for _ in range(p["reps"])]
+    out["requests_threads"] = _agg(req)
+    vendor = run("vendor", ["--threads", "32"])
+    out["vendor_sdk_threads"] = _agg([vendor]) if vendor.get("available") else None
+    out["vendor_sdk_note"] = None if vendor.get("available") else vendor.get("reason")
+    _log(f"commands requests-in-threads: {out['requests_threads']['ops_per_s']}")
+    if p["variants"]:
+        variants: dict[str, list[dict[str, Any]]] = {"default": [], "malloc_env": []}
+        if HAVE_UVLOOP:
+            variants["uvloop"] = []
+        for _ in range(p["reps"]):
+            variants["default"].append(run("session", ["--concurrency", "100"]))
+            variants["malloc_env"].append(run("session", ["--concurrency", "100"], MALLOC_ENV))
+            if HAVE_UVLOOP:
+                variants["uvloop"].append(
+                    run("session", ["--concurrency", "100", "--loop", "uvloop"])
+                )
+        out["variants_session_c100"] = {k: _agg(v) for k, v in variants.items()}
+        if not HAVE_UVLOOP:
+            out["variants_session_c100"]["uvloop"] = None
+    server.kill()
+    return out
+
+
+def _agg(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    return {k: _stats([r.get(k) for r in runs]) for k in keys}
+
+
+def _ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str) -> dict[str, float | None]:
+    """Per-repetition ratios a/b (the pairs ran back to back), summarized."""
+    return _stats([x[key] / y[key] if y.get(key) else None for x, y in zip(a, b, strict=False)])
+
+
+def _fmt_pair(d: dict[str, Any], key: str) -> str:
+    return " ".join(
+        f"{k}={v[key]['median']:.0f}"
+        for k, v in d.items()
+        if isinstance(v, dict) and key in v and v[key]["median"] is not None
+    )
+
+
+# --------------------------------------------------------------------------- receiver
+
+
+class _ReceiverProc:
+    def __init__(self, impl: str, signed: bool, p: dict[str, Any], extra: list[str], env: Any):
+        self.total = p["pending"] + p["reps"] * (p["rec_events"] + p["lat_events"])
+        args = ["receiver", "--impl", impl, "--pending", str(self.total), "--lifetime", "900"]
+        if signed:
+            args.append("--signed")
+        self.signed = signed
+        self.child = _spawn("servers.py", args + extra, env)
+        self.next_index = 0
+
+    def ready(self) -> None:
+        self.info = self.child.wait_ready(120)
+        self.port = self.info["url"].split(":")[2].split("/")[0]
+
+    def _loadgen(self, start: int, count: int, extra: list[str]) -> dict[str, Any]:
+        args = ["loadgen", "--port", self.port, "--prefix", self.info["prefix"]]
+        args += ["--start", str(start), "--count", str(count), "--calls", str(self.info["calls"])]
+        args += ["--server-pid", str(self.child.pid), *extra]
+        if self.signed:
+            args.append("--signed")
+        return _worker("clients.py", args, 120)
+
+    def throughput(self, count: int) -> dict[str, Any]:
+        start, self.next_index = self.next_index, self.next_index + count
+        r = self._loadgen(start, count, ["--concurrency", "32", "--max-seconds", "20"])
+        r.pop("send_ns", None)
+        return r
+
+    def latency(self, count: int, rate: float) -> dict[str, Any]:
+        start, self.next_index = self.next_index, self.next_index + count
+        ctl = self.info["control"]
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{ctl}/arm?start={start}&count={count}", method="POST"),
+            timeout=30,
+        ):
+            pass
+        r = self._loadgen(start, count, ["--rate", str(rate), "--max-seconds", "30"])
+        time.sleep(0.05)
+        with urllib.request.urlopen(f"{ctl}/collect", timeout=30) as resp:
+            col = json.loads(resp.read())
+        send = r.pop("send_ns")
+        wake = col["wake"]
+        lat = [
+            (wake[str(start + i)] - s) / 1000 for i, s in enumerate(send) if str(start + i) in wake
+        ]
+        r.update(
+            {
+                "woken": len(lat),
+                "p50_us": percentile(lat, 50),
+                "p99_us": percentile(lat, 99),
+                "max_us": max(lat) if lat else None,
+                "pending_after": col["pending"],
+                "rss": col["rss"],
+            }
+        )
+        return r
+
+
+def bench_receiver(p: dict[str, Any]) -> dict[str, Any]:
+    setups: dict[str, tuple[str, bool, list[str], Any]] = {
+        "bare_unsigned": ("bare", False, [], None),
+        "session_unsigned": ("session", False, [], None),
+        "bare_signed": ("bare", True, [], None),
+        "session_signed": ("session", True, [], None),
+    }
+    if p["variants"]:
+        setups["session_unsigned_gc_freeze"] = ("session", False, ["--gc-freeze"], None)
+        setups["session_unsigned_malloc_env"] = ("session", False, [], MALLOC_ENV)
+        if HAVE_UVLOOP:
+            setups["session_unsigned_uvloop"] = ("session", False, ["--loop", "uvloop"], None)
+    out: dict[str, Any] = {}
+    names = list(setups)
+    # two at a time: each pair shares a time window, one receiver idle while the other runs
+    for i in range(0, len(names), 2):
+        group = names[i : i + 2]
+        procs = {n: _ReceiverProc(*setups[n][:2], p, setups[n][2], setups[n][3]) for n in group}
+        for proc in procs.values():
+            proc.ready()
+        tput: dict[str, list[dict[str, Any]]] = {n: [] for n in group}
+        lat: dict[str, list[dict[str, Any]]] = {n: [] for n in group}
+        for rep in range(p["reps"]):
+            for n in group if rep % 2 == 0 else group[::-1]:
+                tput[n].append(procs[n].throughput(p["rec_events"]))
+                lat[n].append(procs[n].latency(p["lat_events"], 1000.0))
+        for n in group:
+            out[n] = {
+                "throughput": _agg(tput[n]),
+                "latency_at_1000_per_s": _agg(lat[n]),
+                "pending_at_end": lat[n][-1]["pending_after"],
+                "rss_bytes": lat[n][-1]["rss"],
+                "build_s": procs[n].info["build_s"],
+                "_runs": tput[n],
+            }
+            procs[n].child.kill()
+            _log(
+                f"receiver {n}: {out[n]['throughput']['events_per_s']['median']:.0f} ev/s, "
+                f"p99 {out[n]['latency_at_1000_per_s']['p99_us']['median']:.0f} us"
+            )
+    for kind in ("unsigned", "signed"):
+        out[f"ratio_{kind}"] = _ratio(
+            out[f"session_{kind}"]["_runs"], out[f"bare_{kind}"]["_runs"], "events_per_s"
+        )
+    for v in out.values():
+        if isinstance(v, dict):
+            v.pop("_runs", None)
+    return out
+
+
+# --------------------------------------------------------------------------- flows
+
+
+def bench_flows(p: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"*": {"behavior": "answer", "after": 0.5, "digits": "1#"}}, f)
+        callees = f.name
+    out: dict[str, Any] = {}
+    try:
+        sim = _spawn_simulator(callees)
+        url = sim.wait_ready()["url"]
+        for c in p["flows_concurrency"]:
+            runs = []
+            for _ in range(p["reps"]):
+                runs.append(
+                    _worker(
+                        "clients.py",
+                        [
+                            "flows",
+                            "--url",
+                            url,
+                            "--concurrency",
+                            str(c),
+                            "--duration",
+                            str(p["flows_duration"]),
+                            "--warmup",
+                            str(p["warmup"]),
+                            "--server-pid",
+                            str(sim.pid),
+                        ],
+                        p["flows_duration"] + 120,
+                    )
+                )
+            out[f"c{c}"] = _agg(runs)
+            out[f"c{c}"]["failures"] = [r.get("failures") for r in runs]
+            _log(f"flows c{c}: {out[f'c{c}']['ops_per_s']['median']:.0f} flows/s")
+        sim.kill()
+    finally:
+        os.unlink(callees)
+    return out
+
+
+def _spawn_simulator(callees: str) -> Child:
+    child = Child.__new__(Child)
+    import subprocess
+
+    from _common import ROOT, python_env
+
+    child.cmd = [
+        sys.executable,
+        "-m",
+        "signalwire_calls",
+        "simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--project",
+        PROJECT,
+        "--token",
+        TOKEN,
+        "--signing-key",
+        SIGNING_KEY,
+        "--time-scale",
+        "0.01",
+        "--callees",
+        callees,
+        "--history-limit",
+        "10000",
+    ]
+    child.proc = subprocess.Popen(
+        child.cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=python_env(),
+        text=True,
+        cwd=ROOT,
+    )
+    _children.append(child)
+    return child
+
+
+# --------------------------------------------------------------------------- memory, codec
+
+
+def bench_memory(p: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n in p["memory"]:
+        t = _worker("inproc.py", ["memory", "--handles", str(n)], 120)
+        r = _worker("inproc.py", ["memory", "--handles", str(n), "--rss"], 120)
+        out[f"h{n}"] = {**t, **r}
+    n, cycles = p["growth"]
+    out["growth"] = _worker(
+        "inproc.py", ["growth", "--handles", str(n), "--cycles", str(cycles)], 180
+    )
+    out["livecalls"] = _worker("inproc.py", ["livecalls", "--calls", str(p["livecalls"])], 120)
+    _log(f"memory: {json.dumps({k: v.get('bytes_per_handle') for k, v in out.items()})}")
+    return out
+
+
+def bench_codec(p: dict[str, Any]) -> dict[str, Any]:
+    return _worker("inproc.py", ["codec", "--seconds", str(p["codec_seconds"])], 120)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _g(d: Any, *path: str) -> Any:
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    cmd, rec, flows, mem = res["commands"], res["receiver"], res["flows"], res["memory"]
+    c100 = _g(cmd, "c100") or {}
+    req = _g(cmd, "requests_threads", "ops_per_s", "median")
+    sess = _g(c100, "session", "ops_per_s", "median")
+    lat = _g(rec, "session_signed", "latency_at_1000_per_s")
+    rr = [_g(rec, "ratio_unsigned", "median"), _g(rec, "ratio_signed", "median")]
+    rr_vals = [r for r in rr if r is not None]
+    top = max(p["memory"])
+    small = min(p["memory"])
+    return {
+        "commands_per_s": {
+            "session": sess,
+            "bare_aiohttp": _g(c100, "bare_aiohttp", "ops_per_s", "median"),
+            "requests_threads": req,
+            "vendor_sdk_threads": _g(cmd, "vendor_sdk_threads", "ops_per_s", "median"),
+        },
+        "receiver_events_per_s": {
+            "session": _g(rec, "session_unsigned", "throughput", "events_per_s", "median"),
+            "bare_aiohttp": _g(rec, "bare_unsigned", "throughput", "events_per_s", "median"),
+            "session_signed": _g(rec, "session_signed", "throughput", "events_per_s", "median"),
+            "bare_aiohttp_signed": _g(rec, "bare_signed", "throughput", "events_per_s", "median"),
+        },
+        "waiter_latency_us": {
+            "p50": _g(lat, "p50_us", "median"),
+            "p99": _g(lat, "p99_us", "median"),
+            "max": _g(lat, "max_us", "median"),
+            "rate_per_s": 1000,
+            "signed": True,
+        },
+        "flows_per_s": {
+            f"c{c}": _g(flows, f"c{c}", "ops_per_s", "median") for c in p["flows_concurrency"]
+        },
+        "bytes_per_handle": {
+            "h10k": _g(mem, f"h{small}", "bytes_per_handle"),
+            "h100k": _g(mem, f"h{top}", "bytes_per_handle"),
+        },
+        "growth_after_settle_bytes": _g(mem, "growth", "growth_last_cycle_bytes"),
+        "command_ratio": _g(c100, "ratio", "median"),
+        "command_cpu_ratio": _g(c100, "cpu_ratio", "median"),
+        "requests_ratio": sess / req if sess and req else None,
+        "receiver_ratio": min(rr_vals) if rr_vals else None,
+        "receiver_ratio_unsigned": rr[0],
+        "receiver_ratio_signed": rr[1],
+        "command_p99_us_c1000": {
+            "session": _g(cmd, "c1000", "session", "p99_us", "median"),
+            "bare_aiohttp": _g(cmd, "c1000", "bare_aiohttp", "p99_us", "median"),
+        },
+    }
+
+
+def _n(v: Any, fmt: str = "{:,.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _row(rows: list[list[str]], name: str, d: Any, key: str, cpu: str = "cpu_us_per_op") -> None:
+    s = _g(d, key) or {}
+    rows.append(
+        [
+            name,
+            _n(s.get("median")),
+            f"{_n(s.get('min'))}-{_n(s.get('max'))}",
+            _n(_g(d, cpu, "median"), "{:.0f}"),
+            _n(
+                _g(d, "server_cpu_us_per_op", "median")
+                or _g(d, "server_cpu_us_per_event", "median"),
+                "{:.0f}",
+            ),
+            _n(_g(d, "p50_us", "median")),
+            _n(_g(d, "p99_us", "median")),
+        ]
+    )
+
+
+def table(res: dict[str, Any], p: dict[str, Any]) -> str:
+    head = ["scenario", "median/s", "min-max", "cpu us/op", "server cpu us/op", "p50 us", "p99 us"]
+    rows: list[list[str]] = []
+    cmd = res["commands"]
+    for c in p["concurrency"]:
+        _row(rows, f"commands c{c}: session (Call.play)", cmd[f"c{c}"]["session"], "ops_per_s")
+        _row(
+            rows, f"commands c{c}: bare aiohttp+msgspec", cmd[f"c{c}"]["bare_aiohttp"], "ops_per_s"
+        )
+    _row(rows, "commands: requests, 32 threads", cmd["requests_threads"], "ops_per_s")
+    if cmd.get("vendor_sdk_threads"):
+        _row(rows, "commands: signalwire-sdk, 32 threads", cmd["vendor_sdk_threads"], "ops_per_s")
+    else:
+        rows.append(
+            ["commands: signalwire-sdk, 32 threads", "null (not installed)", "", "", "", "", ""]
+        )
+    for name, v in (cmd.get("variants_session_c100") or {}).items():
+        if v is None:
+            rows.append([f"commands c100 session [{name}]", "null", "", "", "", "", ""])
+        else:
+            _row(rows, f"commands c100 session [{name}]", v, "ops_per_s")
+    rec = res["receiver"]
+    for name, v in rec.items():
+        if name.startswith("ratio") or not isinstance(v, dict):
+            continue
+        t = v["throughput"]
+        lat = v["latency_at_1000_per_s"]
+        rows.append(
+            [
+                f"receiver {name.replace('_', ' ')} (100k pending)",
+                _n(_g(t, "events_per_s", "median")),
+                f"{_n(_g(t, 'events_per_s', 'min'))}-{_n(_g(t, 'events_per_s', 'max'))}",
+                "(receiver)",
+                _n(_g(t, "server_cpu_us_per_event", "median"), "{:.0f}"),
+                _n(_g(lat, "p50_us", "median")),
+                _n(_g(lat, "p99_us", "median")) + f" (max {_n(_g(lat, 'max_us', 'median'))})",
+            ]
+        )
+    for c in p["flows_concurrency"]:
+        _row(rows, f"flows c{c} (vs simulator)", res["flows"][f"c{c}"], "ops_per_s")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    mem = res["memory"]
+    lines.append("")
+    for k, v in mem.items():
+        if k.startswith("h"):
+            lines.append(
+                f"memory {k}: {_n(v.get('bytes_per_handle'))} B/pending handle (tracemalloc; "
+                f"bare future+ids object {_n(v.get('bare_bytes_per_handle'))} B), "
+                f"RSS delta {_n(v.get('rss_bytes_per_handle'))} B/handle"
+            )
+    g = mem["growth"]
+    lines.append(
+        f"memory after settle, {g['cycles']} cycles of {g['handles_per_cycle']:,} handles: "
+        f"{', '.join(_n(x / 1e6, '{:.1f}') for x in g['retained_bytes_after_each_cycle'])} MB "
+        f"(last cycle {_n(g['growth_last_cycle_bytes'])} B; bounded by the 100k recent-key set)"
+    )
+    lc = mem["livecalls"]
+    lines.append(
+        f"RSS with {lc['calls']:,} live calls each with a pending play: "
+        f"{lc['rss_bytes'] / 1e6:.1f} MB (library part {lc['rss_delta_bytes'] / 1e6:.1f} MB)"
+    )
+    lines.append("")
+    lines.append("codec ns/op (median)      ours    json   json/ours")
+    codec = res["codec"]
+    for kind in ("encode", "decode"):
+        for name, v in codec[kind].items():
+            lines.append(
+                f"  {kind} {name:<14} {v['ns']['median']:>8.0f} {v['json_ns']['median']:>7.0f}"
+                f"   {v['ratio']:.1f}x"
+            )
+    s = res["summary"]
+    lines.append("")
+    lines.append(
+        f"ratios: command session/bare c100 = {_n(s['command_ratio'], '{:.2f}')} (target >= 0.85; "
+        f"by CPU per command {_n(s['command_cpu_ratio'], '{:.2f}')}); "
+        f"session/requests-threads = {_n(s['requests_ratio'], '{:.1f}')} (target >= 8); "
+        f"receiver session/bare = {_n(s['receiver_ratio'], '{:.2f}')} (target >= 0.85, worst of "
+        f"signed/unsigned); waiter p99 at 1000/s = {_n(s['waiter_latency_us']['p99'])} us "
+        f"(target < 2000); bytes/handle at {max(p['memory']):,} = "
+        f"{_n(s['bytes_per_handle']['h100k'])} (target <= 600)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="reduced run, under 2 minutes")
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--only",
+        default="commands,receiver,flows,memory,codec",
+        help="comma-separated scenarios",
+    )
+    args = parser.parse_args(argv)
+    profile = "smoke" if args.smoke else "quick" if args.quick else "full"
+    p = PROFILES[profile]
+    atexit.register(_kill_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    only = set(args.only.split(","))
+    scenarios: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        "commands": bench_commands,
+        "receiver": bench_receiver,
+        "flows": bench_flows,
+        "memory": bench_memory,
+        "codec": bench_codec,
+    }
+    t0 = time.monotonic()
+    res: dict[str, Any] = {
+        "profile": profile,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "uvloop_available": HAVE_UVLOOP,
+        },
+    }
+    try:
+        for name, fn in scenarios.items():
+            res[name] = fn(p) if name in only else {}
+    finally:
+        _kill_all()
+    res["elapsed_s"] = time.monotonic() - t0
+    if only >= set(scenarios):
+        res["summary"] = summary(res, p)
+        print(table(res, p))
+    print(f"\n({profile} run, {res['elapsed_s']:.0f} s)")
+    if args.json:
+        out = dict(res.get("summary", {}))
+        out["details"] = {k: v for k, v in res.items() if k != "summary"}
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

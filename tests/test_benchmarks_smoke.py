@@ -1,0 +1,60 @@
+"""Keeps benchmarks/ from rotting: every scenario runs for a fraction of a second.
+
+Benchmarks are not tests: nothing here asserts a speed, only that each scenario ran and
+reported its figures in the JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(90)
+def test_every_scenario_runs_and_reports() -> None:
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    result = json.loads(last)
+    for key in (
+        "commands_per_s",
+        "receiver_events_per_s",
+        "waiter_latency_us",
+        "flows_per_s",
+        "bytes_per_handle",
+        "command_ratio",
+        "receiver_ratio",
+    ):
+        assert key in result, key
+    assert set(result["commands_per_s"]) >= {
+        "session",
+        "bare_aiohttp",
+        "requests_threads",
+        "vendor_sdk_threads",
+    }
+    assert result["commands_per_s"]["session"] > 0
+    assert result["receiver_events_per_s"]["session"] > 0
+    assert result["waiter_latency_us"]["p99"] is not None
+    assert all(v > 0 for v in result["flows_per_s"].values())
+    assert result["bytes_per_handle"]["h100k"] > 0
+    details = result["details"]
+    assert details["memory"]["growth"]["pending_left"] == 0
+    assert set(details["codec"]["encode"]) >= {"dial", "play", "collect"}
+    assert details["receiver"]["session_signed"]["latency_at_1000_per_s"]["woken"]["median"] > 0
