@@ -18,8 +18,11 @@ import importlib.util
 import json
 import os
 import platform
+import re
+import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +33,8 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import PROJECT, SIGNING_KEY, TOKEN, Child, percentile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {
@@ -46,6 +51,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "growth": (20_000, 7),
         "livecalls": 10_000,
         "codec_seconds": 0.2,
+        "instr_counts": (300, 1300),
+        "instr_timeout": 600.0,
         "variants": True,
     },
     "quick": {
@@ -62,6 +69,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "growth": (20_000, 6),
         "livecalls": 10_000,
         "codec_seconds": 0.05,
+        "instr_counts": (100, 300),
+        "instr_timeout": 300.0,
         "variants": False,
     },
     # only keeps the scripts from rotting (tests/test_benchmarks_smoke.py): no figures
@@ -79,6 +88,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "growth": (1_000, 2),
         "livecalls": 500,
         "codec_seconds": 0.005,
+        "instr_counts": (20, 40),
+        "instr_timeout": 120.0,
         "variants": False,
     },
 }
@@ -174,6 +185,47 @@ def bench_commands(p: dict[str, Any]) -> dict[str, Any]:
         if not HAVE_UVLOOP:
             out["variants_session_c100"]["uvloop"] = None
     server.kill()
+    return out
+
+
+def _callgrind_instructions(args: list[str], timeout: float) -> int | None:
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+    try:
+        proc = subprocess.run(
+            [*cmd, os.path.join(HERE, "instructions.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    match = re.search(r"Collected : (\d+)", proc.stderr)
+    return int(match.group(1)) if match and proc.returncode == 0 else None
+
+
+def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
+    """Instructions per command at concurrency 100 (callgrind), session vs bare aiohttp:
+    a ratio that does not drift with the machine's load."""
+    if shutil.which("valgrind") is None:
+        return {"available": False, "reason": "valgrind not installed"}
+    low, high = p["instr_counts"]
+    server = _spawn("servers.py", ["fast", "--lifetime", "900"])
+    port = str(server.wait_ready()["port"])
+    out: dict[str, Any] = {"available": True, "counts": [low, high]}
+    for impl in ("session", "bare"):
+        counts = [
+            _callgrind_instructions(
+                ["--impl", impl, "--port", port, "--count", str(n)], p["instr_timeout"]
+            )
+            for n in (low, high)
+        ]
+        a, b = counts
+        out[impl] = (b - a) / (high - low) if a is not None and b is not None else None
+        _log(f"instructions per command, {impl}: {out[impl]}")
+    server.kill()
+    s, b = out["session"], out["bare"]
+    out["ratio"] = b / s if s and b else None
     return out
 
 
@@ -462,6 +514,11 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         "growth_after_settle_bytes": _g(mem, "growth", "growth_last_cycle_bytes"),
         "command_ratio": _g(c100, "ratio", "median"),
         "command_cpu_ratio": _g(c100, "cpu_ratio", "median"),
+        "command_instructions_ratio": _g(res, "instructions", "ratio"),
+        "instructions_per_command": {
+            "session": _g(res, "instructions", "session"),
+            "bare_aiohttp": _g(res, "instructions", "bare"),
+        },
         "requests_ratio": sess / req if sess and req else None,
         "receiver_ratio": min(rr_vals) if rr_vals else None,
         "receiver_ratio_unsigned": rr[0],
@@ -570,6 +627,14 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
                 f"   {v['ratio']:.1f}x"
             )
     s = res["summary"]
+    instr = res.get("instructions") or {}
+    if instr.get("available"):
+        lines.append("")
+        lines.append(
+            "instructions per command at c100 (callgrind, client process): "
+            f"session {_n(instr.get('session'))}, bare aiohttp {_n(instr.get('bare'))}, "
+            f"bare/session = {_n(instr.get('ratio'), '{:.3f}')}"
+        )
     lines.append("")
     lines.append(
         f"ratios: command session/bare c100 = {_n(s['command_ratio'], '{:.2f}')} (target >= 0.85; "
@@ -590,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument(
         "--only",
-        default="commands,receiver,flows,memory,codec",
+        default=None,
         help="comma-separated scenarios",
     )
     args = parser.parse_args(argv)
@@ -598,13 +663,17 @@ def main(argv: list[str] | None = None) -> int:
     p = PROFILES[profile]
     atexit.register(_kill_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    only = set(args.only.split(","))
+    default_only = "commands,receiver,flows,memory,codec"
+    if profile == "full":
+        default_only += ",instructions"
+    only = set((args.only or default_only).split(","))
     scenarios: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "commands": bench_commands,
         "receiver": bench_receiver,
         "flows": bench_flows,
         "memory": bench_memory,
         "codec": bench_codec,
+        "instructions": bench_instructions,
     }
     t0 = time.monotonic()
     res: dict[str, Any] = {
@@ -622,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _kill_all()
     res["elapsed_s"] = time.monotonic() - t0
-    if only >= set(scenarios):
+    if only >= set(scenarios) - {"instructions"}:
         res["summary"] = summary(res, p)
         print(table(res, p))
     print(f"\n({profile} run, {res['elapsed_s']:.0f} s)")

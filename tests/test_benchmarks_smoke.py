@@ -58,3 +58,38 @@ def test_every_scenario_runs_and_reports() -> None:
     assert details["memory"]["growth"]["pending_left"] == 0
     assert set(details["codec"]["encode"]) >= {"dial", "play", "collect"}
     assert details["receiver"]["session_signed"]["latency_at_1000_per_s"]["woken"]["median"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_instruction_count_clients_run() -> None:
+    """The clients that run.py counts under callgrind, run plainly against the fast server."""
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "servers.py"), "fast", "--lifetime", "50"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("BENCH-READY"), line
+        port = str(json.loads(line.split(" ", 1)[1])["port"])
+        for impl in ("session", "bare"):
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "benchmarks" / "instructions.py"),
+                    *("--impl", impl, "--port", port, "--count", "200"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=ROOT,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
