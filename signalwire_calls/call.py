@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 
 from . import commands as _cmd
-from .errors import CallEndedError, NotFoundError, SessionClosedError, ValidationError
+from .errors import (
+    CallEndedError,
+    HandleStateError,
+    NotFoundError,
+    SessionClosedError,
+    ValidationError,
+)
 from .events import CallStateEvent, Event
 from .handles import (
     HISTORY_LIMIT,
@@ -76,6 +82,7 @@ class Call:
         "_closed",
         "_end_timer",
         "_ended",
+        "_followed",
         "_history",
         "_ops",
         "_session",
@@ -99,6 +106,7 @@ class Call:
         self._streams: list[_EventStream] | None = None
         self._end_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._followed = True  # False for dial(correlate=False): no call-state webhooks
 
     def __repr__(self) -> str:
         return f"<Call id={self.id!r} state={self.state!r} pending_operations={len(self._ops)}>"
@@ -210,6 +218,11 @@ class Call:
     def _check_following(self) -> None:
         if self._closed:
             raise SessionClosedError(f"the session closed while call {self.id!r} was live")
+        if not self._followed:
+            raise HandleStateError(
+                f"call {self.id!r} was dialled with correlate=False: its call-state "
+                "webhooks go to your own status_url, so the session cannot wait for them"
+            )
 
     async def answered(self, timeout: float | None = None) -> None:
         """Wait until the call is answered. ``CallEndedError`` if it ends first."""

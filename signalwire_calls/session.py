@@ -352,6 +352,8 @@ class CallSession:
         call = Call(self, leg.id, leg)
         if correlate:
             self._registry.add_call(call)
+        else:
+            call._followed = False
         return call
 
     def call(self, call_id: str) -> Call:

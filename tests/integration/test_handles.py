@@ -307,13 +307,18 @@ async def test_user_status_url_is_refused_unless_uncorrelated(
     sim: Simulator, session: CallSession
 ) -> None:
     call = await answered_call(sim, session)
-    cmd = Play(control_id="mine-1", play=[silence(1)], status_url="https://elsewhere.example/x")
+    cmd = Play(control_id="mine-1", play=[silence(1)], status_url="http://127.0.0.1:9/elsewhere")
     with pytest.raises(ValidationError) as info:
         await call.send(cmd)
     assert info.value.field == "status_url"
     assert not any(c.command == "calling.play" for c in sim.commands)
     with pytest.raises(ValidationError):
         await session.dial(to=HUMAN, from_=CALLER, swml=SWML, status_url="https://x.example/")
+    own = await session.dial(
+        to=HUMAN, from_=CALLER, swml=SWML, correlate=False, status_url="http://127.0.0.1:9/own"
+    )
+    with pytest.raises(HandleStateError, match="correlate=False"):
+        await own.answered(timeout=T)
     leg = await call.send(cmd, correlate=False)
     assert leg.id == call.id
     # a command object without status_url is correlated and returns a handle
