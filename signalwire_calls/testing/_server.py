@@ -91,6 +91,7 @@ class Simulator:
         webhook_backoff: float = 0.5,
         webhook_timeout: float = 10.0,
         history_limit: int | None = None,
+        allow_external_webhooks: bool = False,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale: must be > 0")
@@ -112,6 +113,8 @@ class Simulator:
         self.unplayable: set[str] = set()
         self.commands: deque[ReceivedCommand] = deque(maxlen=history_limit)
         self._history_limit = history_limit
+        # webhooks go to loopback addresses only unless allowed: tests stay off the network
+        self.allow_external_webhooks = allow_external_webhooks
         self._webhook_settings = (
             webhook_concurrency,
             webhook_attempts,
@@ -154,6 +157,7 @@ class Simulator:
             backoff=backoff * self.time_scale,
             timeout=timeout,
             on_change=self._notify,
+            allow_external=self.allow_external_webhooks,
         )
         await self._sender.start()
         self._engine = Engine(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -82,12 +84,15 @@ class WebhookSender:
         backoff: float = 0.5,
         timeout: float = 10.0,
         on_change: Callable[[], None] | None = None,
+        allow_external: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("webhook_concurrency: must be >= 1")
         if attempts < 1:
             raise ValueError("webhook_attempts: must be >= 1")
         self.signing_key = signing_key
+        self.allow_external = allow_external
+        self._local_urls: dict[str, bool] = {}
         self.concurrency = concurrency
         self.attempts = attempts
         self.backoff = backoff
@@ -211,10 +216,34 @@ class WebhookSender:
             if self._on_change is not None:
                 self._on_change()
 
+    def _is_local(self, url: str) -> bool:
+        local = self._local_urls.get(url)
+        if local is None:
+            host = urlsplit(url).hostname or ""
+            if host == "localhost":
+                local = True
+            else:
+                try:
+                    local = ipaddress.ip_address(host).is_loopback
+                except ValueError:
+                    local = False
+            if len(self._local_urls) < 10_000:
+                self._local_urls[url] = local
+        return local
+
     async def _deliver(self, record: WebhookRecord) -> bool:
         """POST once; True when the webhook should be tried again."""
         assert self._session is not None
         record.attempts += 1
+        if not self.allow_external and not self._is_local(record.url):
+            # a local space only talks to this machine, so tests never reach the network
+            record.outcome = "failed"
+            record.error = (
+                f"not delivered: {record.url} is not a loopback address "
+                "(Simulator(allow_external_webhooks=True) allows it)"
+            )
+            _log.warning("webhook %s", record.error)
+            return False
         headers = {"Content-Type": "application/json"}
         if self.signing_key:
             headers.update(sign(self.signing_key, record.url, record.body))

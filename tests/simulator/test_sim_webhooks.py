@@ -158,3 +158,31 @@ async def test_many_concurrent_calls(receiver: Receiver) -> None:
     for i, call_id in enumerate(ids):
         states = [h.json["params"]["call_state"] for h in receiver.hits if h.url.endswith(f"/c{i}")]
         assert states == ["created", "ringing", "answered", "ended"], call_id
+
+
+async def test_webhooks_to_non_loopback_hosts_are_not_sent() -> None:
+    import aiohttp
+
+    from signalwire_calls.testing import Simulator as _Simulator
+
+    async with _Simulator(time_scale=0.01) as local_sim, aiohttp.ClientSession() as http:
+        body = {
+            "command": "dial",
+            "params": {
+                "from": "+15559870000",
+                "to": "+15550100001",
+                "url": "https://example.com/swml",
+                "status_url": "https://hooks.example.com/x",
+                "status_events": ["created"],
+            },
+        }
+        headers = {"Authorization": local_sim.auth_header}
+        async with http.post(local_sim.url, json=body, headers=headers) as resp:
+            assert resp.status == 200
+        record = await local_sim.wait_for(
+            lambda: next((w for w in local_sim.webhooks if w.outcome == "failed"), None)
+        )
+        assert record.url == "https://hooks.example.com/x"
+        assert record.status is None
+        assert record.error is not None
+        assert "not a loopback address" in record.error
