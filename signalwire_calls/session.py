@@ -228,9 +228,13 @@ class CallSession:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        for call in list(self._registry.calls.values()):
+        registry = self._registry
+        for call in list(registry.calls.values()):
             call._settle_closed()
-        self._registry.calls.clear()
+        registry.calls.clear()
+        # operations on calls the session does not follow (dial(correlate=False))
+        for op in list(registry.operations.values()):
+            op._settle_session_closed()
         try:
             if self._receiver is not None:
                 await self._receiver.aclose()

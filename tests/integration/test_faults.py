@@ -121,9 +121,21 @@ async def test_closing_the_session_settles_pending_handles(sim: Simulator) -> No
     async with session:
         call = await answered_call(sim, session)
         play = await call.play(silence(600))
+        own = await session.dial(
+            to="+15551230077",
+            from_=CALLER,
+            swml=SWML,
+            correlate=False,
+            status_url="http://127.0.0.1:9/own",
+        )
+        await sim.wait_for_call_state(own.id, "answered", timeout=T)
+        own_play = await own.play(silence(600))
     assert play.status is HandleStatus.FAILED
     with pytest.raises(SessionClosedError):
         await play.finished(timeout=T)
+    with pytest.raises(SessionClosedError):
+        await own_play.finished(timeout=T)
+    assert session.stats().registry.pending_operations == 0
     with pytest.raises(SessionClosedError):
         await call.ended(timeout=T)
     with pytest.raises(SessionClosedError):
