@@ -87,6 +87,7 @@ class Call:
         "_ops",
         "_session",
         "_streams",
+        "_was_answered",
         "end_reason",
         "id",
         "leg",
@@ -100,6 +101,7 @@ class Call:
         self.state: str = "queued" if leg is None else (getattr(leg, "status", None) or "queued")
         self.end_reason: str | None = None
         self._answered: asyncio.Future[None] | None = None
+        self._was_answered = self.state == "answered"
         self._ended: asyncio.Future[None] | None = None
         self._ops: dict[str, OperationHandle[Any]] = {}
         self._history: list[Event] = []
@@ -143,6 +145,7 @@ class Call:
                 if _ORDER.get(state, 0) >= _ORDER.get(self.state, 0):
                     self.state = state
                 if state == "answered":
+                    self._was_answered = True
                     self._resolve(self._answered)
         return True
 
@@ -226,13 +229,13 @@ class Call:
 
     async def answered(self, timeout: float | None = None) -> None:
         """Wait until the call is answered. ``CallEndedError`` if it ends first."""
-        if self.state != "answered" and not self.is_ended:
+        if not self._was_answered and not self.is_ended:
             self._check_following()
             if self._answered is None:
                 self._answered = asyncio.get_running_loop().create_future()
             async with asyncio.timeout(timeout):
                 await asyncio.shield(self._answered)
-        if self.is_ended and self.state != "answered":
+        if not self._was_answered:
             raise CallEndedError(
                 f"call {self.id!r} ended without being answered ({self.end_reason})",
                 end_reason=self.end_reason,

@@ -368,6 +368,7 @@ class CallSession:
             return existing
         call = Call(self, call_id)
         call.state = "answered"
+        call._was_answered = True
         self._registry.add_call(call)
         return call
 

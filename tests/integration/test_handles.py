@@ -336,3 +336,12 @@ async def test_invalid_command_is_refused_before_sending(
     assert info.value.field == "volume"
     assert len(sim.commands) == before
     assert session.stats().registry.pending_operations == 0
+
+
+async def test_answered_after_the_call_already_ended(sim: Simulator, session: CallSession) -> None:
+    call = await answered_call(sim, session)
+    await call.end()
+    await call.ended(timeout=T)
+    await call.answered(timeout=T)  # it was answered: no CallEndedError afterwards
+    attached = session.call("some-inbound-call")
+    await attached.answered(timeout=T)
