@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 
 from . import commands as _cmd
+from .commands import _opt  # None means "leave it out", as in the factories
 from .errors import (
     CallEndedError,
     HandleStateError,
@@ -43,11 +44,9 @@ if TYPE_CHECKING:
     from .legs import AnyLeg
     from .session import CallSession
 
-__all__ = ["Call", "CallState"]
+__all__ = ["Call"]
 
 H = TypeVar("H", bound=OperationHandle[Any])
-
-CallState = Literal["queued", "created", "ringing", "answered", "ending", "ended"]
 
 _UNSET: Any = msgspec.UNSET
 
@@ -61,11 +60,6 @@ _HANDLE_FOR: dict[type[_cmd.Command], type[OperationHandle[Any]]] = {
     _cmd.Stream: StreamHandle,
     _cmd.Transcribe: TranscribeHandle,
 }
-
-
-def _opt(value: Any) -> Any:
-    """``None`` means "leave it out" in the typed methods."""
-    return _UNSET if value is None else value
 
 
 class Call:
@@ -670,22 +664,29 @@ def _watch_done(handle: OperationHandle[Any], fut: asyncio.Future[None]) -> None
         handle._waiters.append(fut)
 
 
+class _FirstEvent(_EventStream):
+    """A stand-in consumer of a handle's events that only resolves ``fut`` on the first
+    event (or when the handle settles)."""
+
+    __slots__ = ("_fut",)
+
+    def __init__(self, fut: asyncio.Future[None]) -> None:
+        super().__init__(None)
+        self._fut = fut
+
+    def push(self, item: Any) -> None:
+        if not self._fut.done():
+            self._fut.set_result(None)
+
+    def close(self) -> None:
+        self.push(None)
+
+
 def _watch_first_event(handle: OperationHandle[Any], fut: asyncio.Future[None]) -> None:
-    class _First(_EventStream):
-        __slots__ = ()
-
-        def push(self, item: Any) -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        def close(self) -> None:
-            if not fut.done():
-                fut.set_result(None)
-
     if handle._history or handle.done:
         fut.set_result(None)
         return
-    stream = _First(None)
+    stream = _FirstEvent(fut)
     if handle._streams is None:
         handle._streams = [stream]
     else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -674,6 +674,3 @@ class TranscribeHandle(OperationHandle[TranscribeResult]):
             self.state = "failed"
             return self._fail("the transcript failed", event)
         return _NOTHING
-
-
-HandleFactory = Callable[[str, "Call"], OperationHandle[Any]]
