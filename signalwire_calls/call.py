@@ -48,7 +48,6 @@ __all__ = ["Call"]
 
 H = TypeVar("H", bound=OperationHandle[Any])
 
-_UNSET: Any = msgspec.UNSET
 
 # Command classes that start an operation, and the handle each one gets.
 _HANDLE_FOR: dict[type[_cmd.Command], type[OperationHandle[Any]]] = {
@@ -274,13 +273,8 @@ class Call:
         if not correlate:
             return await self._send_command(cmd)
         if "status_url" in cmd.__struct_fields__:
-            if getattr(cmd, "status_url", _UNSET) is not _UNSET:
-                raise ValidationError(
-                    "status_url",
-                    "the session sets status_url itself to correlate webhooks; "
-                    "pass correlate=False to send your own",
-                )
-            cmd = msgspec.structs.replace(cmd, status_url=self._session.status_url)
+            status_url = self._session._correlated_status_url(getattr(cmd, "status_url", None))
+            cmd = msgspec.structs.replace(cmd, status_url=status_url)
         if handle_cls is None:
             return await self._send_command(cmd)
         control_id: str = cmd.control_id  # type: ignore[attr-defined]

@@ -263,6 +263,16 @@ class CallSession:
             )
         return served
 
+    def _correlated_status_url(self, given: object) -> str:
+        """The session's status_url for a correlated command; a caller's own is refused."""
+        if given is not None and given is not msgspec.UNSET:
+            raise ValidationError(
+                "status_url",
+                "the session sets status_url itself to correlate webhooks; "
+                "pass correlate=False to send your own",
+            )
+        return self.status_url
+
     @property
     def status_url(self) -> str:
         """The URL given as ``status_url`` with every command."""
@@ -337,13 +347,7 @@ class CallSession:
         if from_ is None:
             raise ValidationError("from", "dial needs the caller number (from_=...)")
         if correlate:
-            if options.get("status_url") is not None:
-                raise ValidationError(
-                    "status_url",
-                    "the session sets status_url itself to follow the call; "
-                    "pass correlate=False to send your own",
-                )
-            options["status_url"] = self.status_url
+            options["status_url"] = self._correlated_status_url(options.get("status_url"))
             options["status_events"] = list(_ALL_CALL_EVENTS)
         cmd = _cmd.Dial(
             to=_UNSET if to is None else to,
