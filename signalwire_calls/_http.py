@@ -473,12 +473,10 @@ class Transport:
         ``timeout`` bounds each attempt (``USE_DEFAULT``: the settings' ``timeout``;
         ``None``: no limit). Retries follow the transport's ``RetryPolicy``.
         """
-        body = encode_command(cmd, call_id)
-        control_id = getattr(cmd, "control_id", None)
         return await self.send_raw(
-            body,
+            encode_command(cmd, call_id),
             cmd.command,
-            has_control_id=isinstance(control_id, str) and bool(control_id),
+            has_control_id=has_control_id(cmd),
             timeout=timeout,
         )
 
@@ -495,125 +493,158 @@ class Transport:
         if self._closed:
             raise SessionClosedError("the transport is closed")
         seconds = self._settings.timeout if timeout is USE_DEFAULT else timeout
-        policy = self._retry
+        limiter = self._limiter
         attempt = 1
+        # One coroutine frame for the whole exchange, attempts included: every frame
+        # between the caller and aiohttp is paid again on each resumption.
         while True:
+            session = self._session or self._open()
             try:
-                return await self._attempt(body, command_name, seconds)
-            except RequestError as exc:
-                failure, status, retry_after = _classify(exc)
-                retry = not self._closed and should_retry(
-                    command=command_name,
-                    has_control_id=has_control_id,
-                    status=status,
-                    failure=failure,
-                    attempt=attempt,
-                    policy=policy,
-                )
-                if not retry:
-                    if logger.isEnabledFor(_DEBUG):
-                        logger.debug(
-                            "%s attempt %d failed (%s%s): not retried: %s",
-                            command_name,
-                            attempt,
-                            failure,
-                            f" {status}" if status is not None else "",
-                            exc,
+                # One budget covers queueing and the request. The request part is
+                # enforced by aiohttp's own per-request timer (a third of the cost of
+                # asyncio.timeout); asyncio.timeout is only armed when the command queues.
+                if limiter.try_acquire():
+                    client_timeout = self._client_timeouts.get(seconds)
+                    if client_timeout is None:
+                        client_timeout = self._client_timeout(seconds, cache=True)
+                else:
+                    client_timeout = await self._queue(seconds)
+                try:
+                    resp = await session.post(self._url, data=body, timeout=client_timeout)
+                    try:
+                        data = await resp.read()
+                    finally:
+                        resp.release()
+                finally:
+                    limiter.release()
+            except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+                error: RequestError = self._transport_error(exc, command_name, seconds)
+            else:
+                status = resp.status
+                if 200 <= status < 300:
+                    try:
+                        leg = decode_leg(data)
+                    except MalformedLegError as exc:
+                        error = APIStatusError(
+                            f"{command_name}: HTTP {status} with an unreadable call leg: {exc}",
+                            status=status,
+                            body=_parse_body(data),
+                            request_id=_request_id(resp.headers),
+                            command=command_name,
+                            headers=_headers_dict(resp.headers),
                         )
-                    raise
-                delay = compute_delay(policy, attempt, retry_after, self._rng)
-                if logger.isEnabledFor(_DEBUG):
-                    logger.debug(
-                        "%s attempt %d failed (%s%s): retrying in %.3f s%s",
-                        command_name,
-                        attempt,
-                        failure,
-                        f" {status}" if status is not None else "",
-                        delay,
-                        " (Retry-After)" if retry_after is not None else "",
-                        extra={"sw_delay": delay, "sw_attempt": attempt},
-                    )
+                    else:
+                        if logger.isEnabledFor(_DEBUG):
+                            logger.debug("%s -> %d (leg %s)", command_name, status, leg.id)
+                        return leg
+                else:
+                    error = _status_error(command_name, status, data, resp.headers)
+            delay = self._retry_delay(error, command_name, has_control_id, attempt)
+            if delay is None:
+                raise error
             await _sleep(delay)
             if self._closed:
                 raise SessionClosedError("the transport was closed while retrying")
             attempt += 1
 
-    def _client_timeout(self, total: float | None) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=total, sock_connect=self._settings.connect_timeout)
+    def _client_timeout(self, total: float | None, *, cache: bool = False) -> aiohttp.ClientTimeout:
+        client_timeout = aiohttp.ClientTimeout(
+            total=total, sock_connect=self._settings.connect_timeout
+        )
+        if cache and len(self._client_timeouts) < 16:  # the default and a few per-call
+            self._client_timeouts[total] = client_timeout
+        return client_timeout
 
-    async def _attempt(self, body: bytes, command: str, timeout: float | None) -> AnyLeg:
-        session = self._session or self._open()
-        limiter = self._limiter
-        try:
-            # One budget covers queueing and the request. The request part is enforced
-            # by aiohttp's own per-request timer (a third of asyncio.timeout's cost on
-            # the hot path); asyncio.timeout is only armed when the command must queue.
-            if limiter.try_acquire():
-                client_timeout = self._client_timeouts.get(timeout)
-                if client_timeout is None:
-                    client_timeout = self._client_timeout(timeout)
-                    if len(self._client_timeouts) < 16:  # the default and a few per-call
-                        self._client_timeouts[timeout] = client_timeout
-            else:
-                loop = asyncio.get_running_loop()
-                deadline = None if timeout is None else loop.time() + timeout
-                async with asyncio.timeout_at(deadline):
-                    await limiter.acquire()
-                remaining = None if deadline is None else max(deadline - loop.time(), 0.001)
-                client_timeout = self._client_timeout(remaining)
-            try:
-                async with session.post(self._url, data=body, timeout=client_timeout) as resp:
-                    data = await resp.read()
-                    status = resp.status
-                    headers = resp.headers
-            finally:
-                limiter.release()
-        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+    async def _queue(self, timeout: float | None) -> aiohttp.ClientTimeout:
+        """Wait for admission (first in, first out); returns the timeout left for the
+        request. ``TimeoutError`` when the budget runs out while queued."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with asyncio.timeout_at(deadline):
+            await self._limiter.acquire()
+        remaining = None if deadline is None else max(deadline - loop.time(), 0.001)
+        return self._client_timeout(remaining)
+
+    def _transport_error(
+        self, exc: BaseException, command: str, timeout: float | None
+    ) -> RequestError:
+        """The ``RequestError`` for an aiohttp or socket failure (``__cause__`` set);
+        raises ``SessionClosedError`` when the failure came from closing the transport."""
+        error: RequestError
+        if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
             if self._closed:
                 raise SessionClosedError("the transport was closed") from exc
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise RequestTimeout(
+                error = RequestTimeout(
                     f"{command}: timed out connecting to {self._base_url}", command=command
-                ) from exc
-            raise ConnectError(
-                f"{command}: could not connect to {self._base_url}: {exc}",
-                command=command,
-                request_sent=False,
-            ) from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise RequestTimeout(
+                )
+            else:
+                error = ConnectError(
+                    f"{command}: could not connect to {self._base_url}: {exc}",
+                    command=command,
+                    request_sent=False,
+                )
+        elif isinstance(exc, aiohttp.ServerTimeoutError):
+            error = RequestTimeout(
                 f"{command}: timed out waiting for {self._base_url}", command=command
-            ) from exc
-        except TimeoutError as exc:  # asyncio.timeout() fired: queued, sent or reading
-            raise RequestTimeout(
+            )
+        elif isinstance(exc, TimeoutError):  # asyncio.timeout() fired while queued
+            error = RequestTimeout(
                 f"{command}: no answer from {self._base_url} within {timeout} s",
                 command=command,
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+            )
+        else:
             if self._closed:
                 raise SessionClosedError("the transport was closed") from exc
-            raise ConnectError(
+            error = ConnectError(
                 f"{command}: connection to {self._base_url} failed after the request may "
                 f"have been sent: {type(exc).__name__}: {exc}",
                 command=command,
                 request_sent=True,
-            ) from exc
-        if 200 <= status < 300:
-            try:
-                leg = decode_leg(data)
-            except MalformedLegError as exc:
-                raise APIStatusError(
-                    f"{command}: HTTP {status} with an unreadable call leg: {exc}",
-                    status=status,
-                    body=_parse_body(data),
-                    request_id=_request_id(headers),
-                    command=command,
-                    headers=_headers_dict(headers),
-                ) from None
+            )
+        error.__cause__ = exc
+        error.__suppress_context__ = True
+        return error
+
+    def _retry_delay(
+        self, error: RequestError, command: str, has_control_id: bool, attempt: int
+    ) -> float | None:
+        """Seconds to wait before retrying after ``error``, or None: do not retry."""
+        failure, status, retry_after = _classify(error)
+        policy = self._retry
+        retry = not self._closed and should_retry(
+            command=command,
+            has_control_id=has_control_id,
+            status=status,
+            failure=failure,
+            attempt=attempt,
+            policy=policy,
+        )
+        detail = f"{failure}{f' {status}' if status is not None else ''}"
+        if not retry:
             if logger.isEnabledFor(_DEBUG):
-                logger.debug("%s -> %d (leg %s)", command, status, leg.id)
-            return leg
-        raise _status_error(command, status, data, headers)
+                logger.debug(
+                    "%s attempt %d failed (%s): not retried: %s", command, attempt, detail, error
+                )
+            return None
+        delay = compute_delay(policy, attempt, retry_after, self._rng)
+        if logger.isEnabledFor(_DEBUG):
+            logger.debug(
+                "%s attempt %d failed (%s): retrying in %.3f s%s",
+                command,
+                attempt,
+                detail,
+                delay,
+                " (Retry-After)" if retry_after is not None else "",
+                extra={"sw_delay": delay, "sw_attempt": attempt},
+            )
+        return delay
+
+
+def has_control_id(cmd: Command) -> bool:
+    """Whether ``cmd`` carries a control_id (a resend of it is then harmless)."""
+    control_id = getattr(cmd, "control_id", None)
+    return isinstance(control_id, str) and bool(control_id)
 
 
 def _classify(exc: RequestError) -> tuple[Failure, int | None, float | None]:

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from math import isfinite
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from .errors import ValidationError
 
@@ -176,8 +176,17 @@ def check_alphabet(field: str, value: Any, chars: str, what: str) -> None:
         fail(field, f"may contain only {what}; got {bad!r}")
 
 
-def check_url(field: str, value: Any, schemes: tuple[str, ...] = ("http://", "https://")) -> None:
+# URLs already found valid, per scheme set: a session sends the same status_url with
+# every command, and checking it again costs more than building the rest of the command.
+_WEB: Final = ("http://", "https://")
+_GOOD_WEB_URLS: set[str] = set()
+_GOOD_URLS_MAX = 256
+
+
+def check_url(field: str, value: Any, schemes: tuple[str, ...] = _WEB) -> None:
     """A URL starting with one of ``schemes`` and naming a host."""
+    if type(value) is str and schemes is _WEB and value in _GOOD_WEB_URLS:
+        return
     if not isinstance(value, str):
         fail(field, f"must be a URL string, got {type(value).__name__}")
     if not value.startswith(schemes):
@@ -185,6 +194,8 @@ def check_url(field: str, value: Any, schemes: tuple[str, ...] = ("http://", "ht
     rest = value.partition("://")[2]
     if not rest or rest[0] in "/?#" or " " in rest or not rest.isprintable():
         fail(field, f"is not a valid URL: {value!r}")
+    if schemes is _WEB and type(value) is str and len(_GOOD_WEB_URLS) < _GOOD_URLS_MAX:
+        _GOOD_WEB_URLS.add(value)
 
 
 def check_str_list(field: str, value: Any, allowed: frozenset[str] | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 
 from . import commands as _cmd
+from ._http import has_control_id
 from .commands import _opt  # None means "leave it out", as in the factories
 from .errors import (
     CallEndedError,
@@ -251,15 +252,22 @@ class Call:
     # -- sending ------------------------------------------------------------------------
 
     async def _send_command(self, cmd: _cmd.Command) -> AnyLeg:
+        session = self._session
+        body = session._encode(cmd, self.id)
         try:
-            leg = await self._session._send(cmd, self.id)
+            leg = await session._transport.send_raw(
+                body, cmd.command, has_control_id=has_control_id(cmd)
+            )
         except NotFoundError:
-            # the platform no longer knows the call: it ended, whatever we heard
-            if not self.is_ended:
-                self._mark_ended("not_found")
+            self._not_found()
             raise
         self.leg = leg
         return leg
+
+    def _not_found(self) -> None:
+        # the platform no longer knows the call: it ended, whatever we heard
+        if not self.is_ended:
+            self._mark_ended("not_found")
 
     async def send(self, cmd: _cmd.Command, *, correlate: bool = True) -> Any:
         """Send any command object to this call.
@@ -283,8 +291,10 @@ class Call:
     async def _start(
         self, handle_cls: type[H], cmd: _cmd.Command, control_id: str, **handle_kw: Any
     ) -> H:
+        # Awaits the transport directly (no frame in between): a coroutine frame is
+        # paid again on every resumption of the request.
         session = self._session
-        session._check_open()
+        body = session._encode(cmd, self.id)
         if control_id in self._ops:
             raise ValidationError("control_id", f"{control_id!r} is already active on this call")
         handle = handle_cls(control_id, self, **handle_kw)
@@ -295,8 +305,10 @@ class Call:
         else:
             registry.add_operation(handle)
         try:
-            await self._send_command(cmd)
-        except BaseException:
+            self.leg = await session._transport.send_raw(body, cmd.command, has_control_id=True)
+        except BaseException as exc:
+            if isinstance(exc, NotFoundError):
+                self._not_found()
             # never sent (or refused): forget the handle without remembering its key
             self._ops.pop(control_id, None)
             registry.remove_operation(handle, settled=False)

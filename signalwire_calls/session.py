@@ -23,7 +23,14 @@ import msgspec
 from aiohttp import web
 
 from . import commands as _cmd
-from ._http import HTTPSettings, Transport, base_url_for_space, credentials_from_env
+from ._codec import encode_command
+from ._http import (
+    HTTPSettings,
+    Transport,
+    base_url_for_space,
+    credentials_from_env,
+    has_control_id,
+)
 from ._registry import Registry, RegistryStats
 from ._retry import RetryPolicy
 from .call import Call
@@ -319,12 +326,20 @@ class CallSession:
     def _new_control_id(self) -> str:
         return f"{self._id_prefix}-{next(self._id_counter)}"
 
-    async def _send(self, cmd: _cmd.Command, call_id: str | None) -> AnyLeg:
-        self._check_open()
+    def _encode(self, cmd: _cmd.Command, call_id: str | None) -> bytes:
+        """All a command needs before the wire (open check, trace, count, body), done
+        synchronously so the caller awaits the transport with no frame in between."""
+        if self._state is not _State.OPEN:
+            self._check_open()
         if self._trace is not None:
             self._trace_command(cmd, call_id)
+        body = encode_command(cmd, call_id)
         self.commands_sent += 1
-        return await self._transport.send(cmd, call_id)
+        return body
+
+    async def _send(self, cmd: _cmd.Command, call_id: str | None) -> AnyLeg:
+        body = self._encode(cmd, call_id)
+        return await self._transport.send_raw(body, cmd.command, has_control_id=has_control_id(cmd))
 
     async def dial(
         self,
