@@ -104,7 +104,7 @@ def _cpu(pid: int | None) -> float | None:
 async def commands(args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://{HOST}:{args.port}"
     if args.impl == "session":
-        from signalwire_calls import CallSession, PlayResult, silence
+        from signalwire_calls import CallSession, HTTPSettings, PlayResult, silence
 
         session = CallSession(
             space=base,
@@ -112,6 +112,7 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
             token=TOKEN,
             serve_receiver=False,
             public_url="http://127.0.0.1:9",
+            http=HTTPSettings(engine=args.engine),
         )
         async with session:
             calls = [session.call(f"{CALL_ID}-{w}") for w in range(args.concurrency)]
@@ -420,6 +421,7 @@ def main() -> None:
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--concurrency", type=int, default=100)
     c.add_argument("--threads", type=int, default=32)
+    c.add_argument("--engine", choices=["builtin", "aiohttp"], default="builtin")
     l_ = sub.add_parser("loadgen")
     l_.add_argument("--port", type=int, required=True)
     l_.add_argument("--prefix", required=True)

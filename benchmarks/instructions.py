@@ -27,8 +27,8 @@ CONCURRENCY = 100
 STATUS_URL = "http://127.0.0.1:9/signalwire/events"
 
 
-async def session_client(port: int, total: int) -> None:
-    from signalwire_calls import CallSession, PlayResult, silence
+async def session_client(port: int, total: int, engine: str = "builtin") -> None:
+    from signalwire_calls import CallSession, HTTPSettings, PlayResult, silence
 
     session = CallSession(
         space=f"http://{HOST}:{port}",
@@ -36,6 +36,7 @@ async def session_client(port: int, total: int) -> None:
         token=TOKEN,
         serve_receiver=False,
         public_url="http://127.0.0.1:9",
+        http=HTTPSettings(engine=engine),  # "builtin" or "aiohttp"
     )
     async with session:
         calls = [session.call(f"call-{w}") for w in range(CONCURRENCY)]
@@ -107,12 +108,15 @@ async def bare_client(port: int, total: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--impl", choices=["session", "bare"], required=True)
+    parser.add_argument("--impl", choices=["session", "session_aiohttp", "bare"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
-    client = session_client if args.impl == "session" else bare_client
-    asyncio.run(client(args.port, args.count))
+    if args.impl == "bare":
+        asyncio.run(bare_client(args.port, args.count))
+    else:
+        engine = "aiohttp" if args.impl == "session_aiohttp" else "builtin"
+        asyncio.run(session_client(args.port, args.count, engine))
 
 
 if __name__ == "__main__":

@@ -207,7 +207,7 @@ class Call:
     def _operation_settled(self, op: OperationHandle[Any]) -> None:
         if self._ops.pop(op.control_id, None) is not None:
             self._session._registry.remove_operation(op)
-        if self.is_ended and not self._ops and self._end_timer is not None:
+        if self._end_timer is not None and self.is_ended and not self._ops:
             self._end_timer.cancel()
             self._end_timer = None
             self._session._registry.remove_call(self)

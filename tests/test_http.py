@@ -187,12 +187,15 @@ async def server() -> AsyncIterator[FakeServer]:
 Factory = Callable[..., Transport]
 
 
-@pytest.fixture
-async def make_transport() -> AsyncIterator[Factory]:
+@pytest.fixture(params=["builtin", "aiohttp"])
+async def make_transport(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+    """Transports on each HTTP engine: every test using this runs on both."""
     made: list[Transport] = []
+    engine: str = request.param
 
     def factory(base_url: str, **kwargs: Any) -> Transport:
         kwargs.setdefault("retry", FAST)
+        kwargs["settings"] = kwargs.get("settings", HTTPSettings()).replace(engine=engine)
         t = Transport(base_url=base_url, project=PROJECT, token=TOKEN, **kwargs)
         made.append(t)
         return t
@@ -875,6 +878,7 @@ def test_credentials_all_missing_and_empty_argument(monkeypatch: pytest.MonkeyPa
 def test_http_settings_defaults_validation_and_replace() -> None:
     settings = HTTPSettings()
     assert settings.limit == 100
+    assert (settings.engine, settings.ca_file) == ("builtin", None)
     assert settings.max_in_flight == 100
     assert settings.replace(limit_per_host=10).max_in_flight == 10
     copy = settings.replace(limit=5, timeout=None)
@@ -886,6 +890,8 @@ def test_http_settings_defaults_validation_and_replace() -> None:
         ({"dns_cache_ttl": -5}, "dns_cache_ttl"),
         ({"timeout": 0.0}, "timeout"),
         ({"connect_timeout": float("inf")}, "connect_timeout"),
+        ({"engine": "requests"}, "engine"),
+        ({"ca_file": "/no/such/bundle.pem"}, "ca_file"),
     ]
     for overrides, name in cases:
         with pytest.raises(ConfigurationError, match=name):
