@@ -168,7 +168,10 @@ class Registry:
             return
         op = self.operations.get(control_id)
         if op is not None:
-            self._count(op._feed(event))
+            if op._feed(event):
+                self.routed += 1
+            else:
+                self.duplicates += 1
         elif control_id in self._recent_ops:
             self.late += 1
         else:

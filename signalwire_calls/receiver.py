@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.log import access_logger
 
 from ._codec import decode_event
-from ._signing import SHA1_HEADER, SHA256_HEADER, verify
+from ._signing import SHA1_HEADER, SHA256_HEADER, Verifier
 from .errors import ConfigurationError, MalformedWebhookError
 from .events import AnyEvent, UnknownEvent
 
@@ -121,6 +121,7 @@ class _Core:
     """The shared logic and the live counters of one receiver."""
 
     __slots__ = (
+        "_verifier",
         "accepted",
         "base_url",
         "max_body_size",
@@ -139,6 +140,7 @@ class _Core:
         self.sink = sink
         self.settings = settings
         self.signing_key = settings.signing_key
+        self._verifier = Verifier(settings.signing_key) if settings.signing_key else None
         self.base_url = settings.public_url.rstrip("/") if settings.public_url else None
         self.max_body_size = settings.max_body_size
         self.received = 0
@@ -179,14 +181,8 @@ class _Core:
         ``header`` looks up a request header by name (case-insensitively).
         """
         self.received += 1
-        key = self.signing_key
-        if key is not None and not verify(
-            key,
-            url,
-            body,
-            sha256_signature=header(SHA256_HEADER),
-            sha1_signature=header(SHA1_HEADER),
-        ):
+        verifier = self._verifier
+        if verifier is not None and not verifier.verify(url, body, header):
             self.rejected_signature += 1
             logger.debug("webhook refused: bad or missing signature for %s", url)
             return 403
