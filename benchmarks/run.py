@@ -360,6 +360,12 @@ def bench_receiver(p: dict[str, Any]) -> dict[str, Any]:
         out[f"ratio_{kind}"] = _ratio(
             out[f"session_{kind}"]["_runs"], out[f"bare_{kind}"]["_runs"], "events_per_s"
         )
+        # receiver CPU per event, bare/session: steadier than events/s on a shared VM
+        out[f"cpu_ratio_{kind}"] = _ratio(
+            out[f"bare_{kind}"]["_runs"],
+            out[f"session_{kind}"]["_runs"],
+            "server_cpu_us_per_event",
+        )
     for v in out.values():
         if isinstance(v, dict):
             v.pop("_runs", None)
@@ -533,6 +539,8 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         "receiver_ratio": min(rr_vals) if rr_vals else None,
         "receiver_ratio_unsigned": rr[0],
         "receiver_ratio_signed": rr[1],
+        "receiver_cpu_ratio_unsigned": _g(rec, "cpu_ratio_unsigned", "median"),
+        "receiver_cpu_ratio_signed": _g(rec, "cpu_ratio_signed", "median"),
         "command_p99_us_c1000": {
             "session": _g(cmd, "c1000", "session", "p99_us", "median"),
             "bare_aiohttp": _g(cmd, "c1000", "bare_aiohttp", "p99_us", "median"),
@@ -593,7 +601,7 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
             _row(rows, f"commands c100 session [{name}]", v, "ops_per_s")
     rec = res["receiver"]
     for name, v in rec.items():
-        if name.startswith("ratio") or not isinstance(v, dict):
+        if name.startswith(("ratio", "cpu_ratio")) or not isinstance(v, dict):
             continue
         t = v["throughput"]
         lat = v["latency_at_1000_per_s"]
@@ -660,7 +668,11 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
         f"by CPU per command {_n(s['command_cpu_ratio'], '{:.2f}')}); "
         f"session/requests-threads = {_n(s['requests_ratio'], '{:.1f}')} (target >= 8); "
         f"receiver session/bare = {_n(s['receiver_ratio'], '{:.2f}')} (target >= 0.85, worst of "
-        f"signed/unsigned); waiter p99 at 1000/s = {_n(s['waiter_latency_us']['p99'])} us "
+        f"signed/unsigned; by receiver CPU per event: unsigned "
+        f"{_n(s['receiver_cpu_ratio_unsigned'], '{:.2f}')}, signed "
+        f"{_n(s['receiver_cpu_ratio_signed'], '{:.2f}')}); session engine=aiohttp/bare c100 = "
+        f"{_n(s['command_ratio_aiohttp_engine'], '{:.2f}')}; "
+        f"waiter p99 at 1000/s = {_n(s['waiter_latency_us']['p99'])} us "
         f"(target < 2000); bytes/handle at {max(p['memory']):,} = "
         f"{_n(s['bytes_per_handle']['h100k'])} (target <= 600)"
     )
