@@ -172,10 +172,11 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if self.waiter is not None and not self._head and self._framing == _TO_EOF:
-            self._complete(bytes(self._body), keep=False)
+            self._finish_to_eof()
         return False  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        by_us = self.closed  # abort()/close() from this side: never a clean end of body
         self.closed = True
         waiter = self.waiter
         if (
@@ -184,8 +185,9 @@ class _Connection(asyncio.Protocol):
             and not self._head
             and self._framing == _TO_EOF
             and exc is None  # (over TLS, eof_received may not run)
+            and not by_us
         ):
-            self._complete(bytes(self._body), keep=False)
+            self._finish_to_eof()
             return
         if waiter is not None and not waiter.done():
             got = "before any response" if self._head and not self._buf else "mid-response"
@@ -213,6 +215,12 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def _finish_to_eof(self) -> None:
+        try:
+            self._complete(bytes(self._body), keep=False)
+        except ProtocolError as exc:
+            self._fail(exc)
+
     def _fail(self, exc: BaseException) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -221,9 +229,14 @@ class _Connection(asyncio.Protocol):
 
     def _complete(self, body: bytes, *, keep: bool) -> None:
         headers = self._headers
-        for name, value in headers:
-            if name == "content-encoding":
-                body = _decode_content(value, body)
+        codings = [
+            c.strip().lower()
+            for name, value in headers
+            if name == "content-encoding"
+            for c in value.split(",")
+        ]
+        for coding in reversed(codings):  # applied in order listed, so undone backwards
+            body = _decode_content(coding, body)
         response = H1Response(self._status, headers, body)
         if not keep or self._buf:  # left-over bytes: out of step, do not reuse
             self._keep = False
@@ -249,7 +262,7 @@ class _Connection(asyncio.Protocol):
             if self._head:
                 end = buf.find(_HEAD_END)
                 if end < 0:
-                    if len(buf) > MAX_HEAD:
+                    if len(buf) > MAX_HEAD + 3:  # (a terminator may still complete it)
                         raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
                     return
                 if end > MAX_HEAD:
@@ -285,6 +298,7 @@ class _Connection(asyncio.Protocol):
         if (
             len(status_line) < 12
             or not status_line.startswith(b"HTTP/1.")
+            or status_line[7:8] not in (b"0", b"1")
             or status_line[8:9] != b" "
             or not status_line[9:12].isdigit()
             or (len(status_line) > 12 and status_line[12:13] != b" ")
@@ -387,7 +401,6 @@ class _Connection(asyncio.Protocol):
 
 
 def _decode_content(coding: str, body: bytes) -> bytes:
-    coding = coding.strip().lower()
     if coding in ("", "identity") or not body:
         return body
     if coding in ("gzip", "x-gzip"):
@@ -396,19 +409,25 @@ def _decode_content(coding: str, body: bytes) -> bytes:
         wbits = zlib.MAX_WBITS
     else:
         raise ProtocolError(f"unsupported Content-Encoding {coding!r}")
+    out = _inflate(body, wbits)
+    if out is None and coding == "deflate":  # sent as a raw stream, as some servers do
+        out = _inflate(body, -zlib.MAX_WBITS)
+    if out is None:
+        raise ProtocolError(f"the {coding} body is corrupt or cut short")
+    return out
+
+
+def _inflate(body: bytes, wbits: int) -> bytes | None:
+    """The whole decompressed stream, or None unless it is complete with nothing after."""
+    d = zlib.decompressobj(wbits)
     try:
-        d = zlib.decompressobj(wbits)
         out = d.decompress(body, MAX_BODY + 1)
     except zlib.error:
-        if coding != "deflate":
-            raise ProtocolError("the gzip body does not decompress") from None
-        try:  # "deflate" sent as a raw stream, as some servers do
-            d = zlib.decompressobj(-zlib.MAX_WBITS)
-            out = d.decompress(body, MAX_BODY + 1)
-        except zlib.error:
-            raise ProtocolError("the deflate body does not decompress") from None
+        return None
     if len(out) > MAX_BODY:
         raise ProtocolError(f"decompressed body longer than {MAX_BODY} bytes")
+    if not d.eof or d.unused_data:
+        return None
     return out
 
 
