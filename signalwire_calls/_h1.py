@@ -34,7 +34,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import Callable
-from typing import Final
+from typing import Final, cast
 
 __all__ = [
     "MAX_BODY",
@@ -156,8 +156,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport, though not always an asyncio.Transport subclass (uvloop)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None or self.waiter.done():

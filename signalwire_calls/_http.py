@@ -1,22 +1,27 @@
-"""The pooled HTTP transport: one aiohttp session, FIFO admission, Basic auth, retries.
+"""The pooled HTTP transport: keep-alive connections, FIFO admission, Basic auth, retries.
 
 ``Transport.send(cmd, call_id)`` POSTs ``{base}/api/calling/calls`` and returns the
 decoded call leg, or raises a ``RequestError`` (see ``errors``): ``APIStatusError``
 subclasses for non-2xx answers, ``ConnectError`` / ``RequestTimeout`` when no usable
 answer came back. Retries follow ``_retry``.
 
+The bytes go through one of two engines (``HTTPSettings.engine``): the builtin HTTP/1.1
+client of ``_h1`` (the default; about a third of the instructions per command) or
+``aiohttp.ClientSession``. Policy (admission, the time budget, error mapping, retries)
+is the same for both and lives here.
+
 Whether a failed request may have reached the server (this decides ``dial`` resends):
 
-* ``aiohttp.ClientConnectorError`` (refused, DNS, TLS handshake; a subclass of
-  ``ClientOSError``) and ``aiohttp.ConnectionTimeoutError`` are raised while a connection
-  is being made, before any request byte is written: **not sent**.
-* ``ServerDisconnectedError``, any other ``ClientOSError`` / ``ClientConnectionError``
-  (e.g. a reset on a reused keep-alive connection), a broken response and a timeout
-  after admission: the request **may have been sent**.
+* failing to connect (refused, DNS, TLS handshake, connect timeout: ``_h1.ConnectFailed``,
+  ``aiohttp.ClientConnectorError``, ``aiohttp.ConnectionTimeoutError``) happens before
+  any request byte is written: **not sent**.
+* a connection lost after that (``_h1.ConnectionLost``, ``ServerDisconnectedError``, a
+  reset on a reused keep-alive connection), a broken response and a timeout after
+  admission: the request **may have been sent**.
 
 Admission: aiohttp's connector hands a freed connection to whichever waiter asks first,
 so at high concurrency some callers starve. Commands therefore queue first-in-first-out
-in front of the connector, in a limiter sized to the connection limit; aiohttp's own
+in a limiter sized to the connection limit, in front of either engine; the engine's own
 pool then never makes anyone wait.
 
 The API token is only ever held inside the precomputed ``Authorization`` header; no
@@ -541,7 +546,7 @@ class Transport:
         limiter = self._limiter
         attempt = 1
         # One coroutine frame for the whole exchange, attempts included: every frame
-        # between the caller and aiohttp is paid again on each resumption.
+        # between the caller and the HTTP client is paid again on each resumption.
         while True:
             if not self._opened:
                 self._open()

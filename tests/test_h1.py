@@ -679,6 +679,24 @@ async def test_against_aiohttp_server() -> None:
             await stream.aclose()
 
 
+def test_on_uvloop() -> None:
+    """uvloop's transports are not ``asyncio.Transport`` subclasses; the pool must not care."""
+    uvloop = pytest.importorskip("uvloop")  # a dev dependency (absent only on Windows)
+
+    async def main() -> None:
+        async with asyncio.timeout(LIMIT), aiohttp_server() as port:
+            pool = H1Pool("127.0.0.1", port, head=head_for(port, "/echo"))
+            try:
+                for i in range(3):
+                    response = await pool.post(b"n=%d" % i, 2.0)
+                    assert (response.status, response.body) == (200, b"echo:n=%d" % i)
+                assert pool.opened == 1
+            finally:
+                await pool.aclose()
+
+    uvloop.run(main())
+
+
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
     """A server context with a certificate for "localhost", and the file of its CA."""
