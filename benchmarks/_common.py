@@ -105,8 +105,9 @@ class Child:
         *,
         env: dict[str, str] | None = None,
         stdin: bool = False,
+        prefix: Sequence[str] = (),
     ) -> None:
-        self.cmd = [sys.executable, os.path.join(HERE, script), *args]
+        self.cmd = [*prefix, sys.executable, os.path.join(HERE, script), *args]
         self.proc = subprocess.Popen(
             self.cmd,
             stdout=subprocess.PIPE,

@@ -52,6 +52,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "livecalls": 10_000,
         "codec_seconds": 0.2,
         "instr_counts": (300, 1300),
+        "instr_pending": 10_000,
+        "instr_receiver_counts": (200, 1000),
         "instr_timeout": 600.0,
         "variants": True,
     },
@@ -70,6 +72,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "livecalls": 10_000,
         "codec_seconds": 0.05,
         "instr_counts": (100, 300),
+        "instr_pending": 5_000,
+        "instr_receiver_counts": (100, 300),
         "instr_timeout": 300.0,
         "variants": False,
     },
@@ -89,6 +93,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "livecalls": 500,
         "codec_seconds": 0.005,
         "instr_counts": (20, 40),
+        "instr_pending": 200,
+        "instr_receiver_counts": (20, 40),
         "instr_timeout": 120.0,
         "variants": False,
     },
@@ -100,8 +106,10 @@ HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 _children: list[Child] = []
 
 
-def _spawn(script: str, args: list[str], env: dict[str, str] | None = None) -> Child:
-    child = Child(script, args, env=env)
+def _spawn(
+    script: str, args: list[str], env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> Child:
+    child = Child(script, args, env=env, prefix=prefix or ())
     _children.append(child)
     return child
 
@@ -211,6 +219,32 @@ def _callgrind_instructions(args: list[str], timeout: float) -> int | None:
     return int(match.group(1)) if match and proc.returncode == 0 else None
 
 
+def _receiver_instructions(
+    impl: str, signed: bool, pending: int, count: int, timeout: float
+) -> int | None:
+    args = ["receiver", "--impl", impl, "--pending", str(pending), "--calls", "100"]
+    args += ["--exit-after", str(count), "--lifetime", str(timeout)]
+    if signed:
+        args.append("--signed")
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    child = _spawn("servers.py", args, prefix=cmd)
+    try:
+        info = child.wait_ready(timeout)
+        port = info["url"].split(":")[2].split("/")[0]
+        load = ["loadgen", "--port", port, "--prefix", info["prefix"], "--start", "0"]
+        load += ["--count", str(count), "--calls", "100", "--concurrency", "8"]
+        load += ["--max-seconds", str(timeout)]
+        _worker("clients.py", [*load, "--signed"] if signed else load, timeout)
+        _, err = child.proc.communicate(timeout=timeout)
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return None
+    finally:
+        child.kill()
+        _children.remove(child)
+    match = re.search(r"Collected : (\d+)", err)
+    return int(match.group(1)) if match and child.proc.returncode == 0 else None
+
+
 def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
     """Instructions per command at concurrency 100 (callgrind), session vs bare aiohttp:
     a ratio that does not drift with the machine's load."""
@@ -231,6 +265,24 @@ def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
         out[impl] = (b - a) / (high - low) if a is not None and b is not None else None
         _log(f"instructions per command, {impl}: {out[impl]}")
     server.kill()
+    # the receiver: instructions per webhook in the receiving process (the load
+    # generator runs outside valgrind), session vs the bare aiohttp handler
+    pending = p["instr_pending"]
+    r_low, r_high = p["instr_receiver_counts"]
+    out["receiver_counts"] = [r_low, r_high]
+    for signed in (False, True):
+        kind = "signed" if signed else "unsigned"
+        for impl in ("session", "bare"):
+            counts = [
+                _receiver_instructions(impl, signed, pending, n, p["instr_timeout"])
+                for n in (r_low, r_high)
+            ]
+            a, b = counts
+            key = f"receiver_{impl}_{kind}"
+            out[key] = (b - a) / (r_high - r_low) if a is not None and b is not None else None
+            _log(f"instructions per webhook, {impl} {kind}: {out[key]}")
+        rs, rb = out[f"receiver_session_{kind}"], out[f"receiver_bare_{kind}"]
+        out[f"receiver_ratio_{kind}"] = rb / rs if rs and rb else None
     s, b, sa = out["session"], out["bare"], out["session_aiohttp"]
     out["ratio"] = b / s if s and b else None
     out["ratio_aiohttp_engine"] = b / sa if sa and b else None
@@ -530,6 +582,10 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         "command_ratio_aiohttp_engine": _g(c100, "ratio_aiohttp_engine", "median"),
         "command_cpu_ratio": _g(c100, "cpu_ratio", "median"),
         "command_instructions_ratio": _g(res, "instructions", "ratio"),
+        "receiver_instructions_ratio": {
+            "unsigned": _g(res, "instructions", "receiver_ratio_unsigned"),
+            "signed": _g(res, "instructions", "receiver_ratio_signed"),
+        },
         "instructions_per_command": {
             "session": _g(res, "instructions", "session"),
             "session_aiohttp_engine": _g(res, "instructions", "session_aiohttp"),
@@ -662,6 +718,16 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
             f"{_n(instr.get('session_aiohttp'))}, bare aiohttp {_n(instr.get('bare'))}; "
             f"bare/session = {_n(instr.get('ratio'), '{:.3f}')}, bare/session-on-aiohttp = "
             f"{_n(instr.get('ratio_aiohttp_engine'), '{:.3f}')}"
+        )
+        lines.append(
+            "instructions per webhook (callgrind, receiving process, "
+            f"{p['instr_pending']:,} pending): session unsigned "
+            f"{_n(instr.get('receiver_session_unsigned'))} vs bare "
+            f"{_n(instr.get('receiver_bare_unsigned'))} (bare/session "
+            f"{_n(instr.get('receiver_ratio_unsigned'), '{:.3f}')}), signed "
+            f"{_n(instr.get('receiver_session_signed'))} vs "
+            f"{_n(instr.get('receiver_bare_signed'))} (bare/session "
+            f"{_n(instr.get('receiver_ratio_signed'), '{:.3f}')})"
         )
     lines.append("")
     lines.append(

@@ -238,7 +238,13 @@ async def receiver_server(args: argparse.Namespace) -> None:
         }
     )
     try:
-        await asyncio.sleep(args.lifetime)
+        if args.exit_after:  # for instruction counts: a normal exit once N events landed
+            target = args.pending - args.exit_after
+            deadline = time.monotonic() + args.lifetime
+            while host.pending() > target and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        else:
+            await asyncio.sleep(args.lifetime)
     finally:
         for task in list(host.tasks):
             task.cancel()
@@ -262,6 +268,7 @@ def main() -> None:
     rec.add_argument("--signed", action="store_true")
     rec.add_argument("--gc-freeze", action="store_true")
     rec.add_argument("--lifetime", type=float, default=900.0)
+    rec.add_argument("--exit-after", type=int, default=0, help="exit once N events settled")
     rec.add_argument("--loop", default="asyncio")
     args = parser.parse_args()
     if args.what == "fast":

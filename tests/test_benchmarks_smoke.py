@@ -74,7 +74,7 @@ def test_instruction_count_clients_run() -> None:
         line = server.stdout.readline()
         assert line.startswith("BENCH-READY"), line
         port = str(json.loads(line.split(" ", 1)[1])["port"])
-        for impl in ("session", "bare"):
+        for impl in ("session", "session_aiohttp", "bare"):
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -93,3 +93,49 @@ def test_instruction_count_clients_run() -> None:
         server.wait(timeout=10)
         if server.stdout is not None:
             server.stdout.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("impl", ["session", "bare"])
+def test_receiver_counted_under_callgrind_exits_after_its_events(impl: str) -> None:
+    """run.py counts a receiver's instructions per webhook by running it until N events
+    settled; run plainly here, it must exit by itself with status 0."""
+    receiver = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "servers.py"),
+            *("receiver", "--impl", impl, "--pending", "300", "--calls", "10"),
+            *("--exit-after", "100", "--lifetime", "40", "--signed"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert receiver.stdout is not None
+        line = receiver.stdout.readline()
+        assert line.startswith("BENCH-READY"), line
+        info = json.loads(line.split(" ", 1)[1])
+        port = info["url"].split(":")[2].split("/")[0]
+        load = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "clients.py"),
+                *("loadgen", "--port", port, "--prefix", info["prefix"], "--start", "0"),
+                *("--count", "100", "--calls", "10", "--concurrency", "4", "--signed"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            check=False,
+        )
+        assert load.returncode == 0, load.stderr[-3000:]
+        assert '"200": 100' in load.stdout, load.stdout[-500:]
+        assert receiver.wait(timeout=20) == 0
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait(timeout=10)
+        if receiver.stdout is not None:
+            receiver.stdout.close()
