@@ -136,8 +136,8 @@ class HTTPSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     ``engine`` picks the HTTP client: ``"builtin"`` (the default) is the library's lean
     HTTP/1.1 keep-alive client, which does only what the command endpoint needs and
-    spends about half the CPU per command of aiohttp's general-purpose client (see the
-    README's Performance section); ``"aiohttp"`` sends through ``aiohttp.ClientSession``
+    spends about a third of the CPU per command of aiohttp's general-purpose client (see
+    the README's Performance section); ``"aiohttp"`` sends through ``aiohttp.ClientSession``
     instead, should a proxy or server in between need aiohttp's broader HTTP handling.
     Both give the same answers, errors and retries.
 
