@@ -175,7 +175,7 @@ class HTTPSettings(msgspec.Struct, frozen=True, kw_only=True):
         if self.engine not in ("builtin", "aiohttp"):
             raise ConfigurationError(f"engine must be 'builtin' or 'aiohttp', got {self.engine!r}")
         if self.ca_file is not None and not os.path.isfile(self.ca_file):
-            raise ConfigurationError(f"ca_file {self.ca_file!r} is not a readable file")
+            raise ConfigurationError(f"ca_file {self.ca_file!r} is not a file")
 
     @property
     def max_in_flight(self) -> int:

@@ -83,9 +83,6 @@ class _Recent:
     def __contains__(self, key: object) -> bool:
         return key in self._young or key in self._old
 
-    def __len__(self) -> int:
-        return len(self._young) + len(self._old)
-
 
 class Registry:
     """The session's event sink: ``deliver(event)`` never raises."""

@@ -176,8 +176,8 @@ def check_alphabet(field: str, value: Any, chars: str, what: str) -> None:
         fail(field, f"may contain only {what}; got {bad!r}")
 
 
-# URLs already found valid, per scheme set: a session sends the same status_url with
-# every command, and checking it again costs more than building the rest of the command.
+# http(s) URLs already found valid: a session sends the same status_url with every
+# command, and checking it again costs more than building the rest of the command.
 _WEB: Final = ("http://", "https://")
 _GOOD_WEB_URLS: set[str] = set()
 _GOOD_URLS_MAX = 256

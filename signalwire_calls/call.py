@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 
 from . import commands as _cmd
-from ._http import has_control_id
 from .commands import _opt  # None means "leave it out", as in the factories
 from .errors import (
     CallEndedError,
@@ -252,12 +251,8 @@ class Call:
     # -- sending ------------------------------------------------------------------------
 
     async def _send_command(self, cmd: _cmd.Command) -> AnyLeg:
-        session = self._session
-        body = session._encode(cmd, self.id)
         try:
-            leg = await session._transport.send_raw(
-                body, cmd.command, has_control_id=has_control_id(cmd)
-            )
+            leg = await self._session._send(cmd, self.id)
         except NotFoundError:
             self._not_found()
             raise

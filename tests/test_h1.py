@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import gzip
+import json
 import random
 import socket
 import ssl
@@ -18,7 +19,7 @@ import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import trustme
@@ -34,6 +35,10 @@ from signalwire_calls._h1 import (
     ProtocolError,
     build_request_head,
 )
+from signalwire_calls._http import HTTPSettings, Transport
+from signalwire_calls._retry import RetryPolicy
+from signalwire_calls.commands import End
+from signalwire_calls.errors import ConnectError
 
 LIMIT = 5.0  # bound of every test's asyncio.timeout, in seconds
 CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -646,9 +651,14 @@ async def aiohttp_server(tls: ssl.SSLContext | None = None) -> AsyncIterator[int
         await response.write_eof()
         return response
 
+    async def command(request: web.Request) -> web.Response:
+        doc = json.loads(await request.read())
+        return web.json_response({"id": doc["id"], "type": "relay_pstn_call"})
+
     app = web.Application()
     app.router.add_post("/echo", echo)
     app.router.add_post("/stream", stream)
+    app.router.add_post("/api/calling/calls", command)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -720,6 +730,27 @@ async def test_tls_with_trusted_ca(tls: tuple[ssl.SSLContext, str]) -> None:
             assert pool.opened == 1
         finally:
             await pool.aclose()
+
+
+@pytest.mark.parametrize("engine", ["builtin", "aiohttp"])
+async def test_transport_trusts_ca_file_on_either_engine(
+    tls: tuple[ssl.SSLContext, str], engine: Literal["builtin", "aiohttp"]
+) -> None:
+    server_tls, ca_file = tls
+    once = RetryPolicy(max_attempts=1)
+    async with asyncio.timeout(LIMIT), aiohttp_server(server_tls) as port:
+        base = f"https://localhost:{port}"
+        trusting = HTTPSettings(ca_file=ca_file, engine=engine)
+        async with Transport(base_url=base, project="p", token="t", settings=trusting) as t:
+            leg = await t.send(End(reason="hangup"), "call-1")
+        assert leg.id == "call-1"
+        plain = HTTPSettings(engine=engine)  # the system store does not know the test CA
+        async with Transport(
+            base_url=base, project="p", token="t", settings=plain, retry=once
+        ) as t:
+            with pytest.raises(ConnectError) as info:
+                await t.send(End(reason="hangup"), "call-1")
+        assert info.value.request_sent is False
 
 
 @pytest.mark.parametrize(
