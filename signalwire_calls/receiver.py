@@ -2,9 +2,10 @@
 
 One core (``_Core.process``) holds the logic; three front ends use it: ``create_app``
 (an aiohttp ``Application``, mountable with ``add_subapp``), ``Receiver`` (a standalone
-``AppRunner`` + ``TCPSite``) and ``asgi_app`` (a plain ASGI 3 callable). Nothing the
-platform sends produces a 500: a bad signature is 403 (empty body), an oversized body
-413, an unreadable one 400, anything decodable 200 -- even when the sink fails.
+aiohttp low-level ``Server`` on a ``TCPSite``) and ``asgi_app`` (a plain ASGI 3
+callable). Nothing the platform sends produces a 500: a bad signature is 403 (empty
+body), an oversized body 413, an unreadable one 400, anything decodable 200 -- even when
+the sink fails.
 
     async with Receiver(registry, ReceiverSettings(signing_key=KEY)) as receiver:
         print(receiver.url)          # give this (or public_url + path) as status_url
@@ -208,7 +209,7 @@ class _Core:
 _CORE_KEY = web.AppKey("signalwire_calls.receiver", _Core)
 
 
-async def _read_chunked(request: web.Request, limit: int) -> bytes | None:
+async def _read_chunked(request: web.BaseRequest, limit: int) -> bytes | None:
     """The body of a request without Content-Length, or ``None`` once it exceeds ``limit``."""
     chunks: list[bytes] = []
     size = 0
@@ -221,10 +222,19 @@ async def _read_chunked(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _make_handler(core: _Core) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _make_handler(
+    core: _Core, *, route: bool = False
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The request handler; with ``route`` it also answers 404/405 itself (the
+    standalone server has no router in front of it)."""
     limit = core.max_body_size
+    path = core.settings.path
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        if route and (request.method != "POST" or request.path != path):
+            if request.path != path:
+                return web.Response(status=404)
+            return web.Response(status=405, headers={"Allow": "POST"})
         length = request.content_length
         body: bytes | None
         if length is not None and length > limit:
@@ -308,7 +318,7 @@ class Receiver:
         self._port = port
         self._access_log = access_log
         self._shutdown_timeout = shutdown_timeout
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -345,11 +355,24 @@ class Receiver:
         async with self._lock:
             if self._runner is not None:
                 return
-            runner = web.AppRunner(
-                _build_app(self._core),
+            # aiohttp's low-level server: one path needs no Application, router or
+            # middleware chain, which are a measurable part of each webhook's cost
+            loop = asyncio.get_running_loop()
+            limit = self._core.max_body_size
+
+            def make_request(
+                message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+            ) -> web.BaseRequest:
+                return web.BaseRequest(
+                    message, payload, protocol, writer, task, loop, client_max_size=limit
+                )
+
+            server = web.Server(
+                _make_handler(self._core, route=True),
+                request_factory=make_request,
                 access_log=access_logger if self._access_log else None,
-                shutdown_timeout=self._shutdown_timeout,
             )
+            runner = web.ServerRunner(server, shutdown_timeout=self._shutdown_timeout)
             await runner.setup()
             try:
                 site = web.TCPSite(runner, self._host, self._port)

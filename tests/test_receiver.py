@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -216,6 +217,26 @@ async def test_body_too_large_is_413(http: aiohttp.ClientSession) -> None:
         assert (await post(http, receiver.url, chunks()))[0] == 413  # chunked, while reading
         assert receiver.stats() == ReceiverStats(received=3, accepted=1, rejected_too_large=2)
     assert len(sink.events) == 1
+
+
+async def test_limit_above_aiohttps_default_request_size_is_honoured(
+    http: aiohttp.ClientSession,
+) -> None:
+    """aiohttp refuses request bodies over 1 MiB by default; a larger max_body_size wins."""
+    sink = ListSink()
+    limit = 3 * 1024 * 1024
+    big = BODY_B[:-1] + b',"pad":"' + b"x" * (2 * 1024 * 1024) + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(big), 65536):
+            yield big[i : i + 65536]
+
+    async with Receiver(sink, ReceiverSettings(max_body_size=limit)) as receiver:
+        # (a BytesIO: aiohttp warns about large raw bytes bodies; it sends the length)
+        assert await post(http, receiver.url, io.BytesIO(big)) == (200, b"")
+        assert await post(http, receiver.url, chunks()) == (200, b"")  # chunked
+        assert receiver.stats() == ReceiverStats(received=2, accepted=2)
+    assert len(sink.events) == 2
 
 
 @pytest.mark.parametrize(
