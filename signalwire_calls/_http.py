@@ -290,13 +290,12 @@ def base_url_for_space(space: str) -> str:
     return f"https://{raw}"
 
 
-def _user_agent() -> str:
+def _user_agent(engine: str = "aiohttp") -> str:
+    """Names the library, Python and, on ``engine="aiohttp"``, aiohttp's version."""
     from . import __version__  # imported late: the package is fully loaded by now
 
-    return (
-        f"signalwire-calls/{__version__} python/{platform.python_version()} "
-        f"aiohttp/{aiohttp.__version__}"
-    )
+    agent = f"signalwire-calls/{__version__} python/{platform.python_version()}"
+    return f"{agent} aiohttp/{aiohttp.__version__}" if engine == "aiohttp" else agent
 
 
 # --------------------------------------------------------------------------- admission
@@ -400,7 +399,7 @@ class Transport:
             "Authorization": f"Basic {auth}",
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "User-Agent": _user_agent(),
+            "User-Agent": _user_agent(self._settings.engine),
         }
         self._limiter = _FifoLimiter(self._settings.max_in_flight)
         self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
