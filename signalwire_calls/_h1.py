@@ -124,6 +124,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_buf",
+        "_codings",
         "_framing",
         "_head",
         "_headers",
@@ -148,6 +149,7 @@ class _Connection(asyncio.Protocol):
         self._head = True  # reading a head (else a body)
         self._status = 0
         self._headers: list[tuple[str, str]] = []
+        self._codings: list[str] = []  # Content-Encoding values, in the order listed
         self._framing = _LENGTH
         self._need = 0  # body bytes still expected (_LENGTH) or of the current chunk
         self._body = bytearray()
@@ -179,17 +181,11 @@ class _Connection(asyncio.Protocol):
         by_us = self.closed  # abort()/close() from this side: never a clean end of body
         self.closed = True
         waiter = self.waiter
-        if (
-            waiter is not None
-            and not waiter.done()
-            and not self._head
-            and self._framing == _TO_EOF
-            and exc is None  # (over TLS, eof_received may not run)
-            and not by_us
-        ):
-            self._finish_to_eof()
+        if waiter is None or waiter.done():
             return
-        if waiter is not None and not waiter.done():
+        if not self._head and self._framing == _TO_EOF and exc is None and not by_us:
+            self._finish_to_eof()  # the body ran to the end (over TLS, eof_received may not run)
+        else:
             got = "before any response" if self._head and not self._buf else "mid-response"
             err = ConnectionLost(f"the server closed the connection {got}")
             if exc is not None:
@@ -228,19 +224,10 @@ class _Connection(asyncio.Protocol):
         self.abort()
 
     def _complete(self, body: bytes, *, keep: bool) -> None:
-        headers = self._headers
-        codings = [
-            c.strip().lower()
-            for name, value in headers
-            if name == "content-encoding"
-            for c in value.split(",")
-        ]
-        for coding in reversed(codings):  # applied in order listed, so undone backwards
+        for coding in reversed(self._codings):  # applied in order listed: undone backwards
             body = _decode_content(coding, body)
-        response = H1Response(self._status, headers, body)
-        if not keep or self._buf:  # left-over bytes: out of step, do not reuse
-            self._keep = False
-        keep = self._keep
+        response = H1Response(self._status, self._headers, body)
+        keep = keep and self._keep and not self._buf  # left-over bytes: out of step
         waiter, self.waiter = self.waiter, None
         self._reset()
         self._keep = keep
@@ -338,6 +325,8 @@ class _Connection(asyncio.Protocol):
                 tokens = {t.strip().lower() for t in value.split(",")}
                 if "close" in tokens:
                     keep = False
+            elif name == "content-encoding":
+                self._codings += [c.strip().lower() for c in value.split(",")]
         self._keep = keep
         self._head = False
         self._body = bytearray()
@@ -520,10 +509,14 @@ class H1Pool:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if conn.reusable and now - conn.idle_since < self._keepalive:
+            if self._fresh(conn, now):
                 return conn
             conn.abort()
         return None
+
+    def _fresh(self, conn: _Connection, now: float) -> bool:
+        """Still worth reusing: open, in step and idle for less than the keep-alive time."""
+        return conn.reusable and now - conn.idle_since < self._keepalive
 
     def _sweep(self) -> None:
         """Close connections idle longer than the keep-alive timeout."""
@@ -532,7 +525,7 @@ class H1Pool:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        keep = [c for c in self._idle if c.reusable and now - c.idle_since < self._keepalive]
+        keep = [c for c in self._idle if self._fresh(c, now)]
         for c in self._idle:
             if c not in keep:
                 c.abort()

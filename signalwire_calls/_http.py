@@ -405,7 +405,6 @@ class Transport:
         self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
         self._session: aiohttp.ClientSession | None = None
         self._pool: _h1.H1Pool | None = None
-        self._opened = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -434,6 +433,10 @@ class Transport:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def _opened(self) -> bool:
+        return self._pool is not None or self._session is not None
 
     @property
     def waiting(self) -> int:
@@ -484,10 +487,9 @@ class Transport:
                 skip_auto_headers=("Accept-Encoding",),
                 raise_for_status=False,
             )
-        self._opened = True
 
     async def __aenter__(self) -> Transport:
-        if self._closed or not self._opened:
+        if not self._opened:
             self._open()  # raises SessionClosedError once closed
         return self
 
