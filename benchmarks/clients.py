@@ -104,7 +104,7 @@ def _cpu(pid: int | None) -> float | None:
 async def commands(args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://{HOST}:{args.port}"
     if args.impl == "session":
-        from signalwire_calls import CallSession, HTTPSettings, PlayResult, silence
+        from signalwire_calls import CallSession, PlayResult, silence
 
         session = CallSession(
             space=base,
@@ -112,7 +112,6 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
             token=TOKEN,
             serve_receiver=False,
             public_url="http://127.0.0.1:9",
-            http=HTTPSettings(engine=args.engine),
         )
         async with session:
             calls = [session.call(f"{CALL_ID}-{w}") for w in range(args.concurrency)]
@@ -134,7 +133,8 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
     if args.impl == "bare":
         import aiohttp
 
-        from signalwire_calls._http import HTTPSettings, _user_agent
+        from signalwire_calls._settings import HTTPSettings
+        from signalwire_calls._transport import _user_agent
 
         s = HTTPSettings()  # the same connector settings as the session's transport
         auth = base64.b64encode(f"{PROJECT}:{TOKEN}".encode()).decode("ascii")
@@ -156,7 +156,7 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
         url = base + "/api/calling/calls"
         connector = aiohttp.TCPConnector(
             limit=s.limit,
-            limit_per_host=s.limit_per_host,
+            limit_per_host=0,
             keepalive_timeout=s.keepalive_timeout,
             ttl_dns_cache=s.dns_cache_ttl,
         )
@@ -421,7 +421,6 @@ def main() -> None:
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--concurrency", type=int, default=100)
     c.add_argument("--threads", type=int, default=32)
-    c.add_argument("--engine", choices=["builtin", "aiohttp"], default="builtin")
     l_ = sub.add_parser("loadgen")
     l_.add_argument("--port", type=int, required=True)
     l_.add_argument("--prefix", required=True)

@@ -27,8 +27,8 @@ CONCURRENCY = 100
 STATUS_URL = "http://127.0.0.1:9/signalwire/events"
 
 
-async def session_client(port: int, total: int, engine: str = "builtin") -> None:
-    from signalwire_calls import CallSession, HTTPSettings, PlayResult, silence
+async def session_client(port: int, total: int) -> None:
+    from signalwire_calls import CallSession, PlayResult, silence
 
     session = CallSession(
         space=f"http://{HOST}:{port}",
@@ -36,7 +36,6 @@ async def session_client(port: int, total: int, engine: str = "builtin") -> None
         token=TOKEN,
         serve_receiver=False,
         public_url="http://127.0.0.1:9",
-        http=HTTPSettings(engine=engine),  # "builtin" or "aiohttp"
     )
     async with session:
         calls = [session.call(f"call-{w}") for w in range(CONCURRENCY)]
@@ -56,7 +55,8 @@ async def session_client(port: int, total: int, engine: str = "builtin") -> None
 async def bare_client(port: int, total: int) -> None:
     import aiohttp
 
-    from signalwire_calls._http import HTTPSettings, _user_agent
+    from signalwire_calls._settings import HTTPSettings
+    from signalwire_calls._transport import _user_agent
 
     class Leg(msgspec.Struct):
         id: str
@@ -75,7 +75,7 @@ async def bare_client(port: int, total: int) -> None:
     url = f"http://{HOST}:{port}/api/calling/calls"
     connector = aiohttp.TCPConnector(
         limit=s.limit,
-        limit_per_host=s.limit_per_host,
+        limit_per_host=0,
         keepalive_timeout=s.keepalive_timeout,
         ttl_dns_cache=s.dns_cache_ttl,
     )
@@ -108,15 +108,14 @@ async def bare_client(port: int, total: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--impl", choices=["session", "session_aiohttp", "bare"], required=True)
+    parser.add_argument("--impl", choices=["session", "bare"], required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
     if args.impl == "bare":
         asyncio.run(bare_client(args.port, args.count))
     else:
-        engine = "aiohttp" if args.impl == "session_aiohttp" else "builtin"
-        asyncio.run(session_client(args.port, args.count, engine))
+        asyncio.run(session_client(args.port, args.count))
 
 
 if __name__ == "__main__":

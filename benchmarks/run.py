@@ -165,19 +165,12 @@ def bench_commands(p: dict[str, Any]) -> dict[str, Any]:
     for c in p["concurrency"]:
         runs: dict[str, list[dict[str, Any]]] = {"session": [], "bare_aiohttp": []}
         order = [("bare_aiohttp", "bare", []), ("session", "session", [])]
-        if c == 100:  # the session on aiohttp's client: the library's own overhead
-            runs["session_aiohttp"] = []
-            order.append(("session_aiohttp", "session", ["--engine", "aiohttp"]))
         for rep in range(p["reps"]):
             for key, impl, extra in order if rep % 2 == 0 else order[::-1]:
                 runs[key].append(run(impl, ["--concurrency", str(c), *extra]))
         out[f"c{c}"] = {k: _agg(v) for k, v in runs.items()}
         out[f"c{c}"]["ratio"] = _ratio(runs["session"], runs["bare_aiohttp"], "ops_per_s")
         out[f"c{c}"]["cpu_ratio"] = _ratio(runs["bare_aiohttp"], runs["session"], "cpu_us_per_op")
-        if c == 100:
-            out[f"c{c}"]["ratio_aiohttp_engine"] = _ratio(
-                runs["session_aiohttp"], runs["bare_aiohttp"], "ops_per_s"
-            )
         _log(f"commands c{c}: {_fmt_pair(out[f'c{c}'], 'ops_per_s')}")
     req = [run("requests", ["--threads", "32"]) for _ in range(p["reps"])]
     out["requests_threads"] = _agg(req)
@@ -254,7 +247,7 @@ def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
     server = _spawn("servers.py", ["fast", "--lifetime", "900"])
     port = str(server.wait_ready()["port"])
     out: dict[str, Any] = {"available": True, "counts": [low, high]}
-    for impl in ("session", "session_aiohttp", "bare"):
+    for impl in ("session", "bare"):
         counts = [
             _callgrind_instructions(
                 ["--impl", impl, "--port", port, "--count", str(n)], p["instr_timeout"]
@@ -283,9 +276,8 @@ def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
             _log(f"instructions per webhook, {impl} {kind}: {out[key]}")
         rs, rb = out[f"receiver_session_{kind}"], out[f"receiver_bare_{kind}"]
         out[f"receiver_ratio_{kind}"] = rb / rs if rs and rb else None
-    s, b, sa = out["session"], out["bare"], out["session_aiohttp"]
+    s, b = out["session"], out["bare"]
     out["ratio"] = b / s if s and b else None
-    out["ratio_aiohttp_engine"] = b / sa if sa and b else None
     return out
 
 
@@ -579,7 +571,6 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         },
         "growth_after_settle_bytes": _g(mem, "growth", "growth_bytes"),
         "command_ratio": _g(c100, "ratio", "median"),
-        "command_ratio_aiohttp_engine": _g(c100, "ratio_aiohttp_engine", "median"),
         "command_cpu_ratio": _g(c100, "cpu_ratio", "median"),
         "command_instructions_ratio": _g(res, "instructions", "ratio"),
         "receiver_instructions_ratio": {
@@ -588,7 +579,6 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         },
         "instructions_per_command": {
             "session": _g(res, "instructions", "session"),
-            "session_aiohttp_engine": _g(res, "instructions", "session_aiohttp"),
             "bare_aiohttp": _g(res, "instructions", "bare"),
         },
         "requests_ratio": sess / req if sess and req else None,
@@ -633,13 +623,6 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
     cmd = res["commands"]
     for c in p["concurrency"]:
         _row(rows, f"commands c{c}: session (Call.play)", cmd[f"c{c}"]["session"], "ops_per_s")
-        if "session_aiohttp" in cmd[f"c{c}"]:
-            _row(
-                rows,
-                f"commands c{c}: session, engine=aiohttp",
-                cmd[f"c{c}"]["session_aiohttp"],
-                "ops_per_s",
-            )
         _row(
             rows, f"commands c{c}: bare aiohttp+msgspec", cmd[f"c{c}"]["bare_aiohttp"], "ops_per_s"
         )
@@ -714,10 +697,8 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             "instructions per command at c100 (callgrind, client process): "
-            f"session {_n(instr.get('session'))}, session on engine=aiohttp "
-            f"{_n(instr.get('session_aiohttp'))}, bare aiohttp {_n(instr.get('bare'))}; "
-            f"bare/session = {_n(instr.get('ratio'), '{:.3f}')}, bare/session-on-aiohttp = "
-            f"{_n(instr.get('ratio_aiohttp_engine'), '{:.3f}')}"
+            f"session {_n(instr.get('session'))}, bare aiohttp {_n(instr.get('bare'))}; "
+            f"bare/session = {_n(instr.get('ratio'), '{:.3f}')}"
         )
         lines.append(
             "instructions per webhook (callgrind, receiving process, "
@@ -737,8 +718,7 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
         f"receiver session/bare = {_n(s['receiver_ratio'], '{:.2f}')} (target >= 0.85, worst of "
         f"signed/unsigned; by receiver CPU per event: unsigned "
         f"{_n(s['receiver_cpu_ratio_unsigned'], '{:.2f}')}, signed "
-        f"{_n(s['receiver_cpu_ratio_signed'], '{:.2f}')}); session engine=aiohttp/bare c100 = "
-        f"{_n(s['command_ratio_aiohttp_engine'], '{:.2f}')}; "
+        f"{_n(s['receiver_cpu_ratio_signed'], '{:.2f}')}); "
         f"waiter p99 at 1000/s = {_n(s['waiter_latency_us']['p99'])} us "
         f"(target < 2000); bytes/handle at {max(p['memory']):,} = "
         f"{_n(s['bytes_per_handle']['h100k'])} (target <= 600)"

@@ -8,9 +8,9 @@ used of them are re-exported here too. The simulator is ``signalwire_calls.testi
 
 from __future__ import annotations
 
-from ._http import Credentials, HTTPSettings, credentials_from_env
 from ._registry import RegistryStats
 from ._retry import RetryPolicy
+from ._settings import HTTPSettings
 from .call import Call
 from .commands import (
     Digits,
@@ -36,6 +36,7 @@ from .errors import (
     ConfigurationError,
     ConflictError,
     ConnectError,
+    ConnectTimeout,
     HandleStateError,
     InvalidSignatureError,
     MalformedWebhookError,
@@ -43,11 +44,15 @@ from .errors import (
     OperationFailed,
     OutcomeError,
     PermissionDeniedError,
+    PoolTimeout,
     RateLimitError,
+    ReadTimeout,
     RequestError,
     RequestTimeout,
+    ResponseValidationError,
     ServerError,
     SessionClosedError,
+    SessionStateError,
     SignalWireError,
     TransportError,
     UnprocessableEntityError,
@@ -95,7 +100,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
-    "Credentials",
+    "ConnectTimeout",
     "DetectHandle",
     "DetectResult",
     "Digits",
@@ -115,7 +120,9 @@ __all__ = [
     "PermissionDeniedError",
     "PlayHandle",
     "PlayResult",
+    "PoolTimeout",
     "RateLimitError",
+    "ReadTimeout",
     "Receiver",
     "ReceiverSettings",
     "ReceiverStats",
@@ -125,9 +132,11 @@ __all__ = [
     "RegistryStats",
     "RequestError",
     "RequestTimeout",
+    "ResponseValidationError",
     "RetryPolicy",
     "ServerError",
     "SessionClosedError",
+    "SessionStateError",
     "SessionStats",
     "SignalWireError",
     "Speech",
@@ -147,7 +156,6 @@ __all__ = [
     "asgi_app",
     "audio",
     "create_app",
-    "credentials_from_env",
     "digit_detector",
     "fax_detector",
     "machine_detector",

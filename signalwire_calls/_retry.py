@@ -4,15 +4,20 @@ Every calling command is a ``POST``, so a resend is only automatic when it canno
 command twice:
 
 * ``429`` and ``503`` are always retried: the server refused before acting.
-* A connection that failed before the request was written (``"connect_not_sent"``) is
-  always retried: nothing reached the server.
+* A connection that failed before the request was written (``"connect_not_sent"``:
+  refused, DNS, TLS, connect timeout) is always retried: nothing reached the server.
 * ``502``/``504``, a connection lost after the request may have been written
-  (``"connect_maybe_sent"``) and a timeout are retried only when a resend is safe: the
-  command carries a ``control_id`` (the platform dedupes by it). A ``dial`` is never
-  resent there (a second call would ring), nor is ``end``/``update``/``transfer``/...
+  (``"connect_maybe_sent"``) and a read timeout (``"timeout"``) are retried only when a
+  resend is safe: the command carries a ``control_id`` (the platform dedupes by it), or
+  it is ``calling.end`` (ending an ended call is harmless: the retry gets a 404, which
+  the caller reads as success). A ``dial`` is never resent there (a second call would
+  ring), nor is ``update``/``transfer``/...
+* A command that waited for a connection slot until its time budget ran out
+  (``"pool_timeout"``) is not retried: the budget is the caller's patience.
 * ``500`` and every other status are never retried.
 
-The transport (``_http``) applies these and logs each decision at DEBUG.
+The transport (``_transport``) reads these from the error it built (``request_sent``,
+the timeout class, the status) and logs each decision at DEBUG.
 """
 
 from __future__ import annotations
@@ -34,12 +39,16 @@ __all__ = [
 ]
 
 #: How an attempt failed; see ``should_retry``.
-Failure: TypeAlias = Literal["connect_not_sent", "connect_maybe_sent", "timeout", "status"]
+Failure: TypeAlias = Literal[
+    "connect_not_sent", "connect_maybe_sent", "timeout", "pool_timeout", "status"
+]
 
 #: Statuses the server answers before acting on the command: always safe to resend.
 _REFUSED_STATUSES = frozenset({429, 503})
 #: Statuses from a gateway: the command may or may not have run.
 _GATEWAY_STATUSES = frozenset({502, 504})
+#: Commands without a control_id that may run twice without harm.
+_IDEMPOTENT_COMMANDS = frozenset({"calling.end"})
 
 
 class _Random(Protocol):
@@ -153,14 +162,15 @@ def should_retry(
 
     ``failure`` says how the attempt failed: ``"connect_not_sent"`` (no connection, so
     the request was certainly not written), ``"connect_maybe_sent"`` (the connection
-    dropped after the request may have been written), ``"timeout"`` (no answer in time)
-    or ``"status"`` (a non-2xx answer; ``status`` holds it).
+    dropped after the request may have been written), ``"timeout"`` (connected, but no
+    answer in time), ``"pool_timeout"`` (never got a connection slot in time) or
+    ``"status"`` (a non-2xx answer; ``status`` holds it).
     """
-    if attempt >= policy.max_attempts:
+    if attempt >= policy.max_attempts or failure == "pool_timeout":
         return False
     if failure == "connect_not_sent":
         return True
-    resend_safe = has_control_id and command != "dial"
+    resend_safe = command in _IDEMPOTENT_COMMANDS or (has_control_id and command != "dial")
     if failure == "status":
         if status in _REFUSED_STATUSES:
             return True

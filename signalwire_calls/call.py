@@ -300,7 +300,7 @@ class Call:
         else:
             registry.add_operation(handle)
         try:
-            self.leg = await session._transport.send_raw(body, cmd.command, has_control_id=True)
+            self.leg = await session._transport.post(body, cmd.command, has_control_id=True)
         except BaseException as exc:
             if isinstance(exc, NotFoundError):
                 self._not_found()

@@ -4,9 +4,14 @@ The tree::
 
     SignalWireError
      ├── RequestError                    a command could not be carried out over HTTP
-     │    ├── TransportError             nothing usable came back
-     │    │    ├── ConnectError          connection refused / reset / DNS / TLS
+     │    ├── TransportError             nothing usable came back; ``request_sent`` says
+     │    │    │                         whether the request may have reached the server
+     │    │    ├── ConnectError          refused / reset / DNS / TLS / proxy failure
      │    │    └── RequestTimeout        also a built-in ``TimeoutError``
+     │    │         ├── PoolTimeout      waited for a connection slot; never sent
+     │    │         ├── ConnectTimeout   could not connect in time; never sent
+     │    │         └── ReadTimeout      no full answer in time; may have been sent
+     │    ├── ResponseValidationError    a 2xx answer whose body is not a call leg
      │    └── APIStatusError             the server answered non-2xx (status, body, request_id)
      │         ├── BadRequestError             400
      │         ├── AuthenticationError         401
@@ -19,6 +24,8 @@ The tree::
      ├── ValidationError                 a command was refused before it was sent;
      │                                   also a ``ValueError``; ``.field`` names the field
      ├── ConfigurationError              missing credentials or bad settings; also ``ValueError``
+     ├── SessionStateError               misuse: a session opened twice, used before it was
+     │                                   opened or after it was closed; also ``RuntimeError``
      ├── OutcomeError                    an operation ended without a usable result
      │    ├── OperationFailed            the platform reported ``state=error``
      │    ├── CallEndedError             the call ended before the operation finished
@@ -29,6 +36,9 @@ The tree::
           └── MalformedWebhookError      also a ``ValueError``
 
 Request-time errors carry ``command`` (the command name) so a log line says what failed.
+No error, nor anything chained to it, carries the API token: transport failures are
+summarised in the message instead of chaining the HTTP client's exception (which holds
+the request's headers).
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
+    "ConnectTimeout",
     "HandleStateError",
     "InvalidSignatureError",
     "MalformedWebhookError",
@@ -53,11 +64,15 @@ __all__ = [
     "OperationFailed",
     "OutcomeError",
     "PermissionDeniedError",
+    "PoolTimeout",
     "RateLimitError",
+    "ReadTimeout",
     "RequestError",
     "RequestTimeout",
+    "ResponseValidationError",
     "ServerError",
     "SessionClosedError",
+    "SessionStateError",
     "SignalWireError",
     "TransportError",
     "UnprocessableEntityError",
@@ -83,14 +98,11 @@ class RequestError(SignalWireError):
 
 
 class TransportError(RequestError):
-    """No usable HTTP response came back (connection failure or timeout)."""
+    """No usable HTTP response came back (connection failure or timeout).
 
-
-class ConnectError(TransportError):
-    """The connection failed: refused, reset, DNS or TLS failure.
-
-    ``request_sent`` tells whether the request may have reached the server; when it
-    is ``False`` the command was certainly not carried out.
+    ``request_sent`` tells whether the request may have reached the server: when it is
+    ``False`` the command was certainly not carried out (safe to send again); when it is
+    ``True`` it may have been (a ``dial`` may have placed a call).
     """
 
     def __init__(
@@ -100,8 +112,60 @@ class ConnectError(TransportError):
         self.request_sent = request_sent
 
 
+class ConnectError(TransportError):
+    """The connection failed: refused, reset, DNS, TLS or proxy failure.
+
+    Failing to connect leaves ``request_sent`` ``False``; a connection lost after the
+    request was written leaves it ``True``.
+    """
+
+
 class RequestTimeout(TransportError, TimeoutError):
     """The request did not complete within its timeout. Also a ``TimeoutError``."""
+
+
+class PoolTimeout(RequestTimeout):
+    """The command waited for a connection slot (``HTTPSettings.limit``) until its time
+    budget ran out; it was never sent (``request_sent`` is ``False``)."""
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message, command=command, request_sent=False)
+
+
+class ConnectTimeout(RequestTimeout):
+    """Opening a connection took longer than ``HTTPSettings.connect_timeout`` (or the time
+    left); the request was never sent (``request_sent`` is ``False``)."""
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message, command=command, request_sent=False)
+
+
+class ReadTimeout(RequestTimeout):
+    """Connected, but the full answer did not arrive in time; the request may have been
+    carried out (``request_sent`` is ``True``)."""
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message, command=command, request_sent=True)
+
+
+class ResponseValidationError(RequestError):
+    """The server answered 2xx, but the body is not a JSON call leg. The command was
+    carried out; only its answer is unreadable. ``status`` and ``body`` (parsed JSON or
+    raw text) are kept for inspection."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: Any = None,
+        request_id: str | None = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(message, command=command)
+        self.status = status
+        self.body = body
+        self.request_id = request_id
 
 
 class APIErrorItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,7 +182,8 @@ class APIStatusError(RequestError):
     """The server answered with a non-2xx status.
 
     ``status`` is the HTTP status, ``body`` the parsed JSON body (or the raw text when it
-    was not JSON), ``request_id`` the server's request id header when one was sent.
+    was not JSON), ``request_id`` the server's request id header when one was sent,
+    ``retry_after`` the server's ``Retry-After`` in seconds when it sent one (429, 503).
     """
 
     status: int = 0
@@ -132,12 +197,14 @@ class APIStatusError(RequestError):
         request_id: str | None = None,
         command: str | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, command=command)
         self.status = status
         self.body = body
         self.request_id = request_id
         self.headers = headers or {}
+        self.retry_after = retry_after
 
 
 class BadRequestError(APIStatusError):
@@ -172,6 +239,7 @@ class UnprocessableEntityError(APIStatusError):
         request_id: str | None = None,
         command: str | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(
             message,
@@ -180,14 +248,13 @@ class UnprocessableEntityError(APIStatusError):
             request_id=request_id,
             command=command,
             headers=headers,
+            retry_after=retry_after,
         )
         self.errors: list[APIErrorItem] = _parse_error_items(body)
 
 
 class RateLimitError(APIStatusError):
     """429: too many requests. ``retry_after`` is the server's hint in seconds, if any."""
-
-    retry_after: float | None = None
 
 
 class ServerError(APIStatusError):
@@ -261,6 +328,12 @@ class ConfigurationError(SignalWireError, ValueError):
 # --------------------------------------------------------------------------- outcomes
 
 
+class SessionStateError(SignalWireError, RuntimeError):
+    """The session was used in a state that does not allow it: opened twice, used before
+    ``open()`` (or ``async with``), or after ``aclose()``. A programming error, apart
+    from the outcome errors; also a ``RuntimeError``."""
+
+
 class OutcomeError(SignalWireError):
     """An operation ended without a usable result."""
 
@@ -290,7 +363,8 @@ class CallEndedError(OutcomeError):
 
 
 class SessionClosedError(OutcomeError):
-    """The session was closed (or not yet opened) while this was pending."""
+    """The session was closed while this was pending (a handle, a call's wait, a command
+    queued for a connection)."""
 
 
 class HandleStateError(SignalWireError):

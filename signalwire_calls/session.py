@@ -24,15 +24,10 @@ from aiohttp import web
 
 from . import commands as _cmd
 from ._codec import encode_command
-from ._http import (
-    HTTPSettings,
-    Transport,
-    base_url_for_space,
-    credentials_from_env,
-    has_control_id,
-)
 from ._registry import Registry, RegistryStats
 from ._retry import RetryPolicy
+from ._settings import HTTPSettings, base_url_for_space, credentials_from_env
+from ._transport import Transport, has_control_id
 from .call import Call
 from .errors import ConfigurationError, SessionClosedError, ValidationError
 from .events import Event
@@ -339,7 +334,7 @@ class CallSession:
 
     async def _send(self, cmd: _cmd.Command, call_id: str | None) -> AnyLeg:
         body = self._encode(cmd, call_id)
-        return await self._transport.send_raw(body, cmd.command, has_control_id=has_control_id(cmd))
+        return await self._transport.post(body, cmd.command, has_control_id=has_control_id(cmd))
 
     async def dial(
         self,

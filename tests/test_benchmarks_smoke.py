@@ -74,7 +74,7 @@ def test_instruction_count_clients_run() -> None:
         line = server.stdout.readline()
         assert line.startswith("BENCH-READY"), line
         port = str(json.loads(line.split(" ", 1)[1])["port"])
-        for impl in ("session", "session_aiohttp", "bare"):
+        for impl in ("session", "bare"):
             proc = subprocess.run(
                 [
                     sys.executable,

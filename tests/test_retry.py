@@ -43,7 +43,7 @@ CASES: list[tuple[str, bool, int | None, Failure, bool]] = [
     # gateway errors: only when a resend is safe
     ("dial", False, 502, "status", False),
     ("dial", False, 504, "status", False),
-    ("calling.end", False, 502, "status", False),
+    ("calling.end", False, 502, "status", True),  # ending twice is harmless
     ("update", False, 504, "status", False),
     ("calling.play", True, 502, "status", True),
     ("calling.record.stop", True, 504, "status", True),
@@ -62,16 +62,20 @@ CASES: list[tuple[str, bool, int | None, Failure, bool]] = [
     # maybe sent: only with a control_id, never a dial
     ("dial", False, None, "connect_maybe_sent", False),
     ("dial", True, None, "connect_maybe_sent", False),
-    ("calling.end", False, None, "connect_maybe_sent", False),
+    ("calling.end", False, None, "connect_maybe_sent", True),
     ("calling.transfer", False, None, "connect_maybe_sent", False),
     ("update", False, None, "connect_maybe_sent", False),
     ("calling.play", True, None, "connect_maybe_sent", True),
     ("calling.collect", True, None, "connect_maybe_sent", True),
     # timeouts: like maybe sent
     ("dial", False, None, "timeout", False),
-    ("calling.end", False, None, "timeout", False),
+    ("calling.end", False, None, "timeout", True),
     ("calling.play", True, None, "timeout", True),
     ("calling.tap.stop", True, None, "timeout", True),
+    # waited for a connection slot until the budget ran out: never
+    ("dial", False, None, "pool_timeout", False),
+    ("calling.end", False, None, "pool_timeout", False),
+    ("calling.play", True, None, "pool_timeout", False),
 ]
 
 

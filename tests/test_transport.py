@@ -1,4 +1,4 @@
-"""The pooled transport against a real aiohttp server on 127.0.0.1, scripted per request."""
+"""The command transport (aiohttp) against real servers on 127.0.0.1, scripted per request."""
 
 from __future__ import annotations
 
@@ -17,21 +17,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from signalwire_calls import _http
+from signalwire_calls import _transport
 from signalwire_calls._codec import decode_json, encode_command
-from signalwire_calls._http import (
-    USE_DEFAULT,
-    Credentials,
+from signalwire_calls._retry import RetryPolicy, compute_delay, parse_retry_after
+from signalwire_calls._settings import (
     HTTPSettings,
-    TimeoutArg,
-    Transport,
-    _classify,
-    _FifoLimiter,
+    _Credentials,
     base_url_for_space,
     credentials_from_env,
 )
-from signalwire_calls._retry import RetryPolicy, compute_delay, parse_retry_after
-from signalwire_calls.commands import Dial, End, Play, silence
+from signalwire_calls._transport import DEFAULT, Transport, _classify, _Default, _FifoLimiter
+from signalwire_calls.commands import Dial, End, Play, Transfer, silence
 from signalwire_calls.errors import (
     APIErrorItem,
     APIStatusError,
@@ -40,10 +36,14 @@ from signalwire_calls.errors import (
     ConfigurationError,
     ConflictError,
     ConnectError,
+    ConnectTimeout,
     NotFoundError,
     PermissionDeniedError,
+    PoolTimeout,
     RateLimitError,
+    ReadTimeout,
     RequestTimeout,
+    ResponseValidationError,
     ServerError,
     SessionClosedError,
     UnprocessableEntityError,
@@ -187,15 +187,13 @@ async def server() -> AsyncIterator[FakeServer]:
 Factory = Callable[..., Transport]
 
 
-@pytest.fixture(params=["builtin", "aiohttp"])
-async def make_transport(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
-    """Transports on each HTTP engine: every test using this runs on both."""
+@pytest.fixture
+async def make_transport() -> AsyncIterator[Factory]:
+    """Transports with fast retries, closed after the test."""
     made: list[Transport] = []
-    engine: str = request.param
 
     def factory(base_url: str, **kwargs: Any) -> Transport:
         kwargs.setdefault("retry", FAST)
-        kwargs["settings"] = kwargs.get("settings", HTTPSettings()).replace(engine=engine)
         t = Transport(base_url=base_url, project=PROJECT, token=TOKEN, **kwargs)
         made.append(t)
         return t
@@ -215,7 +213,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         delays.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr(_http, "_sleep", fake_sleep)
+    monkeypatch.setattr(_transport, "_sleep", fake_sleep)
     return delays
 
 
@@ -265,8 +263,7 @@ async def test_headers_auth_user_agent_and_json(
     assert agent == transport.user_agent
     assert agent.startswith("signalwire-calls/")
     assert " python/3." in agent
-    # aiohttp is named only when it carries the request
-    assert (" aiohttp/" in agent) is (transport.settings.engine == "aiohttp")
+    assert f" aiohttp/{aiohttp.__version__}" in agent
 
 
 async def test_other_leg_types_decode_generically(
@@ -386,17 +383,20 @@ async def test_request_id_is_the_first_present_header(
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"status": "queued"}', b""])
-async def test_2xx_with_an_unreadable_body_is_an_api_status_error(
+async def test_2xx_with_an_unreadable_body_is_a_response_validation_error(
     server: FakeServer, make_transport: Factory, body: bytes
 ) -> None:
     server.script.append(reply(200, body, {"Content-Type": "application/json"}))
     transport = make_transport(server.url)
     async with asyncio.timeout(5):
-        with pytest.raises(APIStatusError) as info:
-            await transport.send(end(), CALL_ID)
-    assert type(info.value) is APIStatusError
+        with pytest.raises(ResponseValidationError) as info:
+            await transport.send(play(), CALL_ID)
+    assert not isinstance(info.value, APIStatusError)
     assert info.value.status == 200
-    assert len(server.seen) == 1
+    assert info.value.command == "calling.play"
+    assert "carried out" in str(info.value)
+    assert info.value.__context__ is None
+    assert len(server.seen) == 1  # carried out: never resent, even with a control_id
 
 
 # --------------------------------------------------------------------------- retries
@@ -513,15 +513,23 @@ async def test_dropped_connection_does_not_resend_a_dial(
     assert sleeps == []
 
 
-async def test_dropped_connection_does_not_resend_an_end(
+async def test_dropped_connection_resends_an_end(
     server: FakeServer, make_transport: Factory, sleeps: list[float]
 ) -> None:
+    """Ending an ended call is harmless (the retry may get a 404), so calling.end is
+    resent after a failure that may have reached the server; update/transfer are not."""
     server.script.append(drop)
     transport = make_transport(server.url)
     async with asyncio.timeout(5):
-        with pytest.raises(ConnectError):
-            await transport.send(end(), CALL_ID)
-    assert len(server.seen) == 1
+        leg = await transport.send(end(), CALL_ID)
+    assert leg.id == CALL_ID
+    assert len(server.seen) == 2
+    server.script.append(drop)
+    async with asyncio.timeout(5):
+        with pytest.raises(ConnectError) as info:
+            await transport.send(Transfer(dest="+15550001111"), CALL_ID)
+    assert info.value.request_sent is True
+    assert len(server.seen) == 3
 
 
 async def test_dropped_connection_resends_a_play_with_control_id(
@@ -562,6 +570,8 @@ async def test_per_call_timeout_raises_request_timeout(
         with pytest.raises(RequestTimeout) as info:
             await transport.send(dial(), None, timeout=0.2)
     assert isinstance(info.value, TimeoutError)
+    assert type(info.value) is ReadTimeout
+    assert info.value.request_sent is True
     assert info.value.command == "dial"
     assert time.monotonic() - started < 2.0
     assert len(server.seen) == 1  # a dial that may have arrived is not resent
@@ -581,10 +591,10 @@ async def test_timeout_resends_a_control_command(
 @pytest.mark.parametrize(
     ("default", "per_call", "times_out"),
     [
-        (0.1, USE_DEFAULT, True),
+        (0.1, DEFAULT, True),
         (0.1, None, False),
         (0.1, 3.0, False),
-        (None, USE_DEFAULT, False),
+        (None, DEFAULT, False),
         (None, 0.1, True),
     ],
 )
@@ -592,7 +602,7 @@ async def test_default_and_per_call_timeouts(
     server: FakeServer,
     make_transport: Factory,
     default: float | None,
-    per_call: TimeoutArg,
+    per_call: float | _Default | None,
     times_out: bool,
 ) -> None:
     server.default = server.slow(0.3)
@@ -606,15 +616,14 @@ async def test_default_and_per_call_timeouts(
             assert leg.id == CALL_ID
 
 
-def test_connect_timeouts_count_as_not_sent() -> None:
-    connect = RequestTimeout("calling.end: timed out connecting", command="calling.end")
-    connect.__cause__ = aiohttp.ConnectionTimeoutError("connect")
-    reading = RequestTimeout("calling.end: no answer", command="calling.end")
-    reading.__cause__ = TimeoutError()
-    assert _classify(connect) == ("connect_not_sent", None, None)
-    assert _classify(reading) == ("timeout", None, None)
+def test_retry_classification_reads_the_error_fields() -> None:
+    assert _classify(ConnectTimeout("x", command="calling.end")) == ("connect_not_sent", None, None)
+    assert _classify(ReadTimeout("x", command="calling.end")) == ("timeout", None, None)
+    assert _classify(PoolTimeout("x", command="calling.end")) == ("pool_timeout", None, None)
     assert _classify(ConnectError("x", request_sent=False)) == ("connect_not_sent", None, None)
     assert _classify(ConnectError("x", request_sent=True)) == ("connect_maybe_sent", None, None)
+    limited = RateLimitError("x", status=429, retry_after=2.5)
+    assert _classify(limited) == ("status", 429, 2.5)
 
 
 # --------------------------------------------------------------------------- secrets
@@ -628,7 +637,7 @@ async def test_token_never_appears_in_reprs_or_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     encoded = base64.b64encode(f"{PROJECT}:{TOKEN}".encode()).decode()
-    creds = Credentials(project=PROJECT, token=TOKEN, space="example")
+    creds = _Credentials(project=PROJECT, token=TOKEN, space="example")
     transport = make_transport(server.url)
     server.default = reply(503, {"error": "busy"})
     with caplog.at_level(logging.DEBUG):
@@ -796,6 +805,7 @@ async def test_limiter_does_not_let_newcomers_barge_in() -> None:
         ("https://myspace.signalwire.com", "https://myspace.signalwire.com"),
         ("https://myspace.signalwire.com/", "https://myspace.signalwire.com"),
         ("https://proxy.example.com:8443/sw", "https://proxy.example.com:8443/sw"),
+        ("http://127.0.0.1:8080/prefix/", "http://127.0.0.1:8080/prefix"),
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
         ("http://127.5.0.1:8080/", "http://127.5.0.1:8080"),
         ("http://localhost:9000", "http://localhost:9000"),
@@ -806,6 +816,8 @@ async def test_limiter_does_not_let_newcomers_barge_in() -> None:
         ("[::1]:8080", "http://[::1]:8080"),
         ("::1", "http://[::1]"),
         ("10.0.0.5:8443", "https://10.0.0.5:8443"),
+        # a subdomain of localhost may resolve anywhere: never plain http
+        ("app.localhost:8080", "https://app.localhost:8080"),
     ],
 )
 def test_base_url_for_space(space: str, expected: str) -> None:
@@ -821,8 +833,14 @@ def test_base_url_for_space(space: str, expected: str) -> None:
         ("ftp://myspace.signalwire.com", "scheme"),
         ("https://", "no host"),
         ("https://user:pw@myspace.signalwire.com", "credentials"),
-        ("my space/x", "not a space name"),
+        ("my space/x", "whitespace"),
         ("myspace:notaport", "not a space name"),
+        ("http://app.localhost:8080", "loopback"),
+        ("myspace?x=1", "'\\?'"),
+        ("https://myspace.signalwire.com#frag", "'#'"),
+        ("my\tspace", "whitespace"),
+        ("my\x00space", "control"),
+        ("myspace\x7f", "control"),
     ],
 )
 def test_base_url_for_space_refuses(space: str, match: str) -> None:
@@ -834,10 +852,10 @@ def test_credentials_from_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("SIGNALWIRE_PROJECT_ID", "env-project")
     monkeypatch.setenv("SIGNALWIRE_API_TOKEN", "env-token")
     monkeypatch.setenv("SIGNALWIRE_SPACE", "env-space")
-    assert credentials_from_env() == Credentials("env-project", "env-token", "env-space")
+    assert credentials_from_env() == _Credentials("env-project", "env-token", "env-space")
     creds = credentials_from_env(project="p", token="t", space="s")
-    assert creds == Credentials("p", "t", "s")
-    assert repr(creds) == "Credentials(project='p', space='s')"
+    assert creds == _Credentials("p", "t", "s")
+    assert repr(creds) == "_Credentials(project='p', space='s')"
 
 
 @pytest.mark.parametrize(
@@ -879,20 +897,18 @@ def test_credentials_all_missing_and_empty_argument(monkeypatch: pytest.MonkeyPa
 def test_http_settings_defaults_validation_and_replace() -> None:
     settings = HTTPSettings()
     assert settings.limit == 100
-    assert (settings.engine, settings.ca_file) == ("builtin", None)
-    assert settings.max_in_flight == 100
-    assert settings.replace(limit_per_host=10).max_in_flight == 10
+    assert (settings.ca_file, settings.proxy, settings.trust_env) == (None, None, False)
     copy = settings.replace(limit=5, timeout=None)
     assert (copy.limit, copy.timeout, settings.limit) == (5, None, 100)
     cases: list[tuple[dict[str, Any], str]] = [
         ({"limit": 0}, "limit"),
-        ({"limit_per_host": -1}, "limit_per_host"),
         ({"keepalive_timeout": -1.0}, "keepalive_timeout"),
         ({"dns_cache_ttl": -5}, "dns_cache_ttl"),
         ({"timeout": 0.0}, "timeout"),
         ({"connect_timeout": float("inf")}, "connect_timeout"),
-        ({"engine": "requests"}, "engine"),
         ({"ca_file": "/no/such/bundle.pem"}, "ca_file"),
+        ({"proxy": "socks5://h:1080"}, "proxy"),
+        ({"proxy": "http://"}, "proxy"),
     ]
     for overrides, name in cases:
         with pytest.raises(ConfigurationError, match=name):
@@ -901,3 +917,9 @@ def test_http_settings_defaults_validation_and_replace() -> None:
             HTTPSettings(**overrides)
     with pytest.raises(AttributeError):
         settings.limit = 3  # type: ignore[misc]
+    with pytest.raises(ConfigurationError) as info:
+        HTTPSettings(proxy="ftp://user:hunter2@proxy:21")
+    assert "hunter2" not in str(info.value)
+    shown = repr(HTTPSettings(proxy="http://user:hunter2@proxy:3128"))
+    assert "hunter2" not in shown
+    assert "proxy:3128" in shown
