@@ -44,19 +44,19 @@ async def _session() -> Any:
 def _pending(session: Any, calls: list[Any], n: int) -> list[Any]:
     """n pending play handles created the way ``Call._start`` does (registered before the
     POST), each with the future one ``finished()`` waiter adds."""
+    from signalwire_calls import silence
+    from signalwire_calls.commands import Play
     from signalwire_calls.handles import PlayHandle
 
     loop = asyncio.get_running_loop()
-    registry = session._registry
+    core = session._core
     handles = []
     ncalls = len(calls)
+    media = [silence(1)]
     for i in range(n):
-        cid = session._new_control_id()
-        call = calls[i % ncalls]
-        handle = PlayHandle(cid, call)
-        call._ops[cid] = handle
-        registry.add_operation(handle)
-        handle._waiters = [loop.create_future()]  # what `await handle.finished()` adds
+        cmd = Play(control_id=core.new_control_id(), play=media)
+        handle = core.register(calls[i % ncalls], PlayHandle.kind, cmd)
+        handle._waiter = loop.create_future()  # what one `await handle.finished()` adds
         handles.append(handle)
     return handles
 
@@ -64,9 +64,8 @@ def _pending(session: Any, calls: list[Any], n: int) -> list[Any]:
 def _settle(session: Any, handles: list[Any]) -> None:
     from signalwire_calls.events import PlayEvent, PlayParams
 
-    registry = session._registry
     for h in handles:
-        registry.deliver(
+        session.deliver(
             PlayEvent(
                 params=PlayParams(call_id=h.call.id, control_id=h.control_id, state="finished")
             )
@@ -106,7 +105,7 @@ async def memory(args: argparse.Namespace) -> dict[str, Any]:
         base2 = tracemalloc.get_traced_memory()[0]
         bare = {}
         for i in range(n):
-            cid = f"{session._id_prefix}-x{i + 1}"
+            cid = session._core.new_control_id()
             bare[cid] = _Bare(loop.create_future(), cid, calls[i % len(calls)].id)
         gc.collect()
         bare_per = (tracemalloc.get_traced_memory()[0] - base2) / n
@@ -114,8 +113,7 @@ async def memory(args: argparse.Namespace) -> dict[str, Any]:
         tracemalloc.stop()
         result = {"handles": n, "bytes_per_handle": per, "bare_bytes_per_handle": bare_per}
     for h in handles:
-        for w in h._waiters or ():
-            w.cancel()
+        h._waiter.cancel()
     await session.aclose()
     return result
 
@@ -135,14 +133,14 @@ async def growth(args: argparse.Namespace) -> dict[str, Any]:
     peak_pending = 0
     for _ in range(args.cycles):
         handles = _pending(session, calls, args.handles)
-        peak_pending = max(peak_pending, len(session._registry.operations))
+        peak_pending = max(peak_pending, session.stats().registry.pending_operations)
         _settle(session, handles)
         del handles
         gc.collect()
         after.append(tracemalloc.get_traced_memory()[0] - base)
     tracemalloc.stop()
     half = len(after) // 2
-    left = len(session._registry.operations) + sum(len(c._ops) for c in calls)
+    left = session.stats().registry.pending_operations
     await session.aclose()
     return {
         "handles_per_cycle": args.handles,
@@ -164,8 +162,7 @@ async def livecalls(args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     end = rss_bytes() or 0
     for h in handles:
-        for w in h._waiters or ():
-            w.cancel()
+        h._waiter.cancel()
     await session.aclose()
     return {"calls": args.calls, "rss_bytes": end, "rss_delta_bytes": end - start}
 

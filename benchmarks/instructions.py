@@ -47,7 +47,7 @@ async def session_client(port: int, total: int) -> None:
             while n < total:
                 n += 1
                 handle = await calls[w].play(media)
-                handle._settle(done)  # as its webhook would: steady state
+                session._core.settle(handle, done)  # as its webhook would: steady state
 
         await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
 

@@ -141,32 +141,33 @@ class _SessionHost(_Host):
             receiver_host=HOST,
         )
         await self.session.open()
-        self.prefix = self.session._id_prefix
+        self.prefix = "session"
         return self.session.status_url, self.session
 
     def make(self, n: int) -> None:
+        from signalwire_calls import silence
+        from signalwire_calls.commands import Play
         from signalwire_calls.handles import PlayHandle
 
         session = self.session
-        registry = session._registry
+        core = session._core
         ncalls = self.args.calls
         calls = [session.call(f"call-{j}") for j in range(ncalls)]
-        # only the registry and the calls hold the handles, as in an application that
-        # awaits some of them: settled handles are freed
+        media = [silence(1)]
+        # only the core holds the handles, as in an application that awaits some of
+        # them: settled handles are freed. Ids are chosen (call.play(control_id=...)
+        # allows it) so that the load generator can name them.
         for i in range(n):
-            cid = session._new_control_id()
-            call = calls[i % ncalls]
-            handle = PlayHandle(cid, call)
-            call._ops[cid] = handle
-            registry.add_operation(handle)
+            cmd = Play(control_id=f"session-{i + 1}", play=media)
+            core.register(calls[i % ncalls], PlayHandle.kind, cmd)
 
     async def waiter(self, index: int) -> None:
-        handle = self.session._registry.operations[f"{self.prefix}-{index + 1}"]
+        handle = self.session._core.ops[f"{self.prefix}-{index + 1}"]
         await handle.finished()
         self.wake[index] = time.time_ns()
 
     def pending(self) -> int:
-        return len(self.session._registry.operations)
+        return self.session.stats().registry.pending_operations
 
 
 class _BareHost(_Host):

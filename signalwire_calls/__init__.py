@@ -8,9 +8,10 @@ used of them are re-exported here too. The simulator is ``signalwire_calls.testi
 
 from __future__ import annotations
 
-from ._registry import RegistryStats
+from ._core import RegistryStats
 from ._retry import RetryPolicy
 from ._settings import HTTPSettings
+from ._transport import TransportStats
 from .call import Call
 from .commands import (
     Digits,
@@ -57,6 +58,7 @@ from .errors import (
     TransportError,
     UnprocessableEntityError,
     ValidationError,
+    WaitTimeout,
     WebhookError,
 )
 from .events import AnyEvent, Event, UnknownEvent
@@ -148,9 +150,11 @@ __all__ = [
     "TranscribeHandle",
     "TranscribeResult",
     "TransportError",
+    "TransportStats",
     "UnknownEvent",
     "UnprocessableEntityError",
     "ValidationError",
+    "WaitTimeout",
     "WebhookError",
     "__version__",
     "asgi_app",

@@ -39,7 +39,7 @@ import random
 import ssl
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -69,7 +69,7 @@ from .legs import AnyLeg
 if TYPE_CHECKING:
     from .commands import Command
 
-__all__ = ["Transport", "TransportStats", "has_control_id"]
+__all__ = ["DEFAULT", "Default", "TimeoutArg", "Transport", "TransportStats", "has_control_id"]
 
 logger = logging.getLogger("signalwire_calls.http")
 
@@ -91,8 +91,8 @@ _sleep = asyncio.sleep
 _now = time.time
 
 
-class _Default:
-    """The type of the "use the transport's default timeout" sentinel."""
+class Default:
+    """The type of ``DEFAULT``: "the transport's default timeout"."""
 
     __slots__ = ()
 
@@ -101,7 +101,10 @@ class _Default:
 
 
 #: Per-call ``request_timeout`` default: the transport's ``HTTPSettings.timeout``.
-DEFAULT: Final = _Default()
+DEFAULT: Final = Default()
+#: A per-command HTTP time budget: seconds, ``None`` (no limit), or ``DEFAULT`` (left out:
+#: the session's ``HTTPSettings.timeout``).
+TimeoutArg: TypeAlias = float | Default | None
 
 
 class TransportStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -408,7 +411,7 @@ class Transport:
     # -- sending -----------------------------------------------------------------------
 
     async def send(
-        self, cmd: Command, call_id: str | None, *, timeout: float | _Default | None = DEFAULT
+        self, cmd: Command, call_id: str | None, *, timeout: float | Default | None = DEFAULT
     ) -> AnyLeg:
         """Encode ``cmd`` for the call ``call_id``, send it, return the call leg."""
         return await self.post(
@@ -424,7 +427,7 @@ class Transport:
         command: str,
         *,
         has_control_id: bool = False,
-        timeout: float | _Default | None = DEFAULT,
+        timeout: float | Default | None = DEFAULT,
     ) -> AnyLeg:
         """Send an encoded command body and return the call leg of the answer.
 
@@ -434,7 +437,7 @@ class Transport:
         """
         if self._closed:
             raise SessionClosedError("the transport is closed")
-        seconds = self._settings.timeout if isinstance(timeout, _Default) else timeout
+        seconds = self._settings.timeout if isinstance(timeout, Default) else timeout
         session = self._session or self._open()
         limiter = self._limiter
         attempt = 1

@@ -30,6 +30,8 @@ The tree::
      │    ├── OperationFailed            the platform reported ``state=error``
      │    ├── CallEndedError             the call ended before the operation finished
      │    └── SessionClosedError         the session was closed while it was pending
+     ├── WaitTimeout                     a wait (``finished()``, ``answered()``, ...) ran out
+     │                                   of time; also a ``TimeoutError``
      ├── HandleStateError                a sub-command was used in a state that forbids it
      └── WebhookError                    an incoming webhook was refused
           ├── InvalidSignatureError      also a ``ValueError``
@@ -77,6 +79,7 @@ __all__ = [
     "TransportError",
     "UnprocessableEntityError",
     "ValidationError",
+    "WaitTimeout",
     "WebhookError",
     "status_error_class",
 ]
@@ -352,19 +355,51 @@ class OperationFailed(OutcomeError):
 
 
 class CallEndedError(OutcomeError):
-    """The call ended before the operation reported its own end.
-    ``end_reason`` is the call's end reason when known."""
+    """The call ended, so the operation (or the wait) cannot give its result.
+
+    ``end_reason`` is the call's end reason when known (``hangup``, ``busy``, ...,
+    ``not_found`` after a 404, ``end_webhook_lost`` when the library ended the call
+    itself because its ``ended`` webhook never came); ``call_id`` the call;
+    ``event`` the last event seen for the operation (e.g. a play's ``finished`` that
+    arrived with the hang-up), if any.
+    """
 
     def __init__(
-        self, message: str, *, control_id: str | None = None, end_reason: str | None = None
+        self,
+        message: str,
+        *,
+        control_id: str | None = None,
+        end_reason: str | None = None,
+        call_id: str | None = None,
+        event: Any = None,
     ) -> None:
         super().__init__(message, control_id=control_id)
         self.end_reason = end_reason
+        self.call_id = call_id
+        self.event = event
 
 
 class SessionClosedError(OutcomeError):
     """The session was closed while this was pending (a handle, a call's wait, a command
     queued for a connection)."""
+
+
+class WaitTimeout(SignalWireError, TimeoutError):
+    """A wait ran out of time; what was awaited is intact and can be awaited again.
+
+    ``awaited`` names it, ``timeout`` is the time given in seconds, ``last_event`` the
+    last event seen for it (``None`` when none arrived: check the receiver's
+    ``rejected_signature`` counter and the session's WARNING log). Also a
+    ``TimeoutError``.
+    """
+
+    def __init__(
+        self, message: str, *, awaited: str, timeout: float, last_event: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.awaited = awaited
+        self.timeout = timeout
+        self.last_event = last_event
 
 
 class HandleStateError(SignalWireError):

@@ -73,6 +73,7 @@ __all__ = [
     "TranscriptFailedEvent",
     "TranscriptParams",
     "UnknownEvent",
+    "describe_event",
 ]
 
 # --------------------------------------------------------------------------- known values
@@ -730,3 +731,23 @@ KnownEvent: TypeAlias = (
 )
 #: Whatever ``decode_event`` can return.
 AnyEvent: TypeAlias = KnownEvent | UnknownEvent
+
+
+def describe_event(event: Event) -> str:
+    """A short description for messages and logs: the event type and its state
+    (``calling.call.play finished``, ``calling.call.collect result digit``)."""
+    params = getattr(event, "params", None)
+    if isinstance(params, dict):  # UnknownEvent
+        state = params.get("state")
+        return f"{event.event_type} {state}" if isinstance(state, str) else event.event_type
+    for attr in ("call_state", "state"):
+        value = getattr(params, attr, None)
+        if isinstance(value, str):
+            return f"{event.event_type} {value}"
+    result = getattr(params, "result", None)
+    if result is not None and getattr(result, "type", None):
+        return f"{event.event_type} result {result.type}"
+    detect = getattr(params, "detect", None)
+    if detect is not None and getattr(detect, "params", None) is not None:
+        return f"{event.event_type} {detect.params.event}"
+    return event.event_type

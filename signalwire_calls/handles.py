@@ -1,15 +1,23 @@
-"""Control handles: one object per long-running operation, resolved by webhooks.
+"""Control handles: one object per long-running operation, resolved by webhooks; and the
+table of operation kinds (``KINDS``).
 
-A handle is a small state machine fed by the registry (never a parked Task): it records
-the operation's platform ``state``, keeps the events it saw, and resolves every waiter of
-``finished()`` when a terminal event, the end of the call or the close of the session
-settles it. Cancelling a waiter never affects the handle.
+A handle is a small state machine (never a parked Task). The session's core feeds it
+the operation's events (``apply``) and decides when it settles (``settle``); the handle
+keeps the platform ``state``, the events it saw, and wakes every waiter of
+``finished()`` when it settles. Cancelling a waiter never affects the handle.
 
     play = await call.play(tts("Hello"))
     async with play:                      # stops the remote play on exit unless finished
         async for event in play.events():
             print(event.params.state)
     result = await play.finished(timeout=30)
+
+Each kind of operation is described once, by the ``OperationKind`` row its handle class
+declares (``class PlayHandle(OperationHandle[PlayResult], kind=OperationKind(...))``):
+the command that starts it, its sub-commands, the events it is fed, how events are
+routed to it, how long it may outlive its call, and whether its end at the call's end
+is still a result. ``KINDS`` and the maps derived from it are what the rest of the
+package (``Call``, the core, the simulator) looks operations up in.
 """
 
 from __future__ import annotations
@@ -17,36 +25,60 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType, TracebackType
+from typing import Any, ClassVar, Final, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
 from . import commands as _cmd
-from .errors import CallEndedError, HandleStateError, OperationFailed, SessionClosedError
+from ._transport import DEFAULT, TimeoutArg
+from .errors import HandleStateError, OperationFailed, WaitTimeout
 from .events import (
     CollectEvent,
     DetectEvent,
     Event,
+    FaxEvent,
     PlayEvent,
     RecordEvent,
     StreamEvent,
     TapEvent,
     TranscriptCompletedEvent,
     TranscriptFailedEvent,
+    describe_event,
 )
 
-if TYPE_CHECKING:
-    from .call import Call
+
+
+class Call(Protocol):
+    """What a handle needs of the call it runs on (``signalwire_calls.Call`` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def is_ended(self) -> bool: ...
+
+    @property
+    def wait_timeout(self) -> float | None: ...
+
+    async def send(self, cmd: Any, *, request_timeout: TimeoutArg = ...) -> Any: ...
 
 __all__ = [
+    "HISTORY_LIMIT",
+    "KINDS",
+    "KIND_BY_NAME",
+    "KIND_BY_START",
+    "START_COMMANDS",
+    "SUB_COMMANDS",
     "CollectHandle",
     "CollectResult",
     "DetectHandle",
     "DetectResult",
     "HandleStatus",
     "OperationHandle",
+    "OperationKind",
     "PlayHandle",
     "PlayResult",
     "RecordHandle",
@@ -61,8 +93,8 @@ __all__ = [
 
 R = TypeVar("R")
 
-# Events kept per handle for events() replay and duplicate detection.
-HISTORY_LIMIT = 64
+#: Events kept per handle (and per call) for ``events()`` replay and duplicate detection.
+HISTORY_LIMIT: Final = 64
 
 
 class HandleStatus(enum.Enum):
@@ -84,7 +116,8 @@ class PlayResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RecordResult(msgspec.Struct, frozen=True, kw_only=True):
-    """A finished recording. ``state`` is ``finished`` or ``no_input`` (nothing heard)."""
+    """A finished recording. ``state`` is ``finished`` or ``no_input`` (nothing heard).
+    A recording cut by the call's end is still a result: that is how most end."""
 
     state: str
     url: str | None = None
@@ -133,11 +166,47 @@ class TranscribeResult(msgspec.Struct, frozen=True, kw_only=True):
     transcript_id: str | None = None
 
 
+# ----------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True, slots=True)
+class OperationKind:
+    """One kind of operation, described once.
+
+    ``start`` is the command that starts it (``None`` for stop-only kinds such as a fax
+    started by SWML); ``sub`` maps each action (``stop``, ``pause``, ``resume``,
+    ``volume``, ``start_input_timers``) to its command; ``events`` are the event classes
+    fed to its handle; ``route_by`` is the key events are routed by (``control_id``, or
+    ``call_id`` for transcripts, which carry none); ``grace_factor`` multiplies the
+    session's call-end grace for kinds whose result comes only after the call ends;
+    ``call_end`` says what the operation's end at (or after) the call's end means:
+    ``"fail"`` (``CallEndedError``) or ``"result"`` (a recording, a transcript).
+    ``handle`` is the handle class (set by the class that declares the row).
+    """
+
+    name: str
+    start: type[_cmd.Command] | None
+    events: tuple[type[Event], ...]
+    sub: Mapping[str, type[_cmd.Command]] = field(default_factory=dict)
+    route_by: Literal["control_id", "call_id"] = "control_id"
+    grace_factor: float = 1.0
+    call_end: Literal["fail", "result"] = "fail"
+    handle: type[OperationHandle[Any]] | None = None
+
+    @property
+    def stop(self) -> type[_cmd.Command] | None:
+        """The command that stops the operation, if any."""
+        return self.sub.get("stop")
+
+
+_DECLARED: list[OperationKind] = []
+
+
 # ----------------------------------------------------------------------------- streams
 
 
 class _EventStream:
-    """One consumer of ``handle.events()``: a queue with a single wake-up future."""
+    """One consumer of ``events()``: a queue with a single wake-up future."""
 
     __slots__ = ("_closed", "_items", "_wakeup")
 
@@ -171,16 +240,65 @@ class _EventStream:
         return self._items.popleft()
 
 
-async def _follow(owner: Any, history: list[Any] | None, closed: bool) -> AsyncIterator[Any]:
-    """Replay ``history``, then follow what ``owner`` pushes to its ``_streams`` until
-    it closes them (a handle settling, a call ending)."""
-    stream = _EventStream(history)
+class _FirstEvent(_EventStream):
+    """A stand-in consumer of a handle's events that only calls ``fn`` once, on the
+    first event or when the handle settles."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[], None] | None) -> None:
+        super().__init__(None)
+        self._fn = fn
+
+    def push(self, item: Any) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+    def close(self) -> None:
+        self.push(None)
+
+
+class EventLog:
+    """Events of a handle or a call: bounded history (duplicate detection, replay) and
+    the live ``events()`` consumers. Created on the first event."""
+
+    __slots__ = ("history", "streams")
+
+    def __init__(self) -> None:
+        self.history: list[Event] = []
+        self.streams: list[_EventStream] | None = None
+
+    def add(self, event: Event) -> bool:
+        """Record ``event``; ``False`` when it is a duplicate of one already seen."""
+        history = self.history
+        if event in history:
+            return False
+        history.append(event)
+        if len(history) > HISTORY_LIMIT:  # a long continuous collect: keep the tail
+            del history[0]
+        streams = self.streams
+        if streams is not None:
+            for s in streams:
+                s.push(event)
+        return True
+
+    def close(self) -> None:
+        streams = self.streams
+        if streams is not None:
+            for s in streams:
+                s.close()
+
+
+async def follow(log: EventLog, closed: bool) -> AsyncIterator[Event]:
+    """Replay ``log``'s history, then follow new events until it closes."""
+    stream = _EventStream(log.history)
     if closed:
         stream.close()
-    elif owner._streams is None:
-        owner._streams = [stream]
+    elif log.streams is None:
+        log.streams = [stream]
     else:
-        owner._streams.append(stream)
+        log.streams.append(stream)
     try:
         while True:
             try:
@@ -189,19 +307,37 @@ async def _follow(owner: Any, history: list[Any] | None, closed: bool) -> AsyncI
                 return
             yield item
     finally:
-        streams = owner._streams
+        streams = log.streams
         if streams is not None and stream in streams:
             streams.remove(stream)
 
 
-class _Outcome(enum.Enum):
-    NONE = 0
+async def _closed_stream() -> AsyncIterator[Event]:
+    return
+    yield  # pragma: no cover - makes this an async generator
 
 
-_NOTHING = _Outcome.NONE
+class _Pending(enum.Enum):
+    PENDING = 0
 
-# The value a handle's interpreter returns: nothing yet, a result, or an error.
-_Step = Any
+
+#: The outcome of a handle that has not settled; also "not terminal" from ``apply``.
+NOTHING: Final = _Pending.PENDING
+#: ``apply``'s answer for an event seen before (or one arriving after the handle settled).
+DUPLICATE: Final = None
+
+_Outcome = Any  # a result, a BaseException, or NOTHING
+
+
+def _wake_all(waiter: asyncio.Future[None] | list[asyncio.Future[None]] | None) -> None:
+    if waiter is None:
+        return
+    if isinstance(waiter, list):
+        for w in waiter:
+            if not w.done():
+                w.set_result(None)
+    elif not waiter.done():
+        waiter.set_result(None)
 
 
 # ----------------------------------------------------------------------------- base
@@ -210,37 +346,29 @@ _Step = Any
 class OperationHandle(Generic[R]):
     """Base of every control handle: status, events, ``finished()``, ``stop()``.
 
-    Subclasses define how platform events map to a result (``_interpret``) and which
-    command stops the operation.
+    Producer side (the session's core, nothing else): ``apply(event)`` interprets an
+    event of this operation and returns its outcome when the event ends it; ``settle``
+    ends the handle with a result or an error. Subclasses declare their
+    ``OperationKind`` and build results from events (``_outcome``).
     """
 
-    __slots__ = (
-        "_error",
-        "_history",
-        "_result",
-        "_streams",
-        "_waiters",
-        "call",
-        "control_id",
-        "state",
-        "status",
-    )
+    __slots__ = ("_log", "_outcome", "_waiter", "call", "control_id", "state")
 
-    kind: str = "operation"
-    _stop_command: type[_cmd.Command] | None = None
-    # Multiplier of the session's call-end grace period for this kind of handle.
-    _grace_factor: float = 1.0
+    kind: ClassVar[OperationKind]
+
+    def __init_subclass__(cls, kind: OperationKind | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = replace(kind, handle=cls)
+            _DECLARED.append(cls.kind)
 
     def __init__(self, control_id: str, call: Call) -> None:
         self.control_id = control_id
         self.call = call
         self.state: str | None = None  # the platform's last reported state
-        self.status = HandleStatus.PENDING
-        self._result: R | None = None
-        self._error: BaseException | None = None
-        self._waiters: list[asyncio.Future[None]] | None = None
-        self._history: list[Event] | None = None
-        self._streams: list[_EventStream] | None = None
+        self._outcome: _Outcome = NOTHING
+        self._waiter: asyncio.Future[None] | list[asyncio.Future[None]] | None = None
+        self._log: EventLog | None = None
 
     def __repr__(self) -> str:
         return (
@@ -248,81 +376,84 @@ class OperationHandle(Generic[R]):
             f"status={self.status.value} state={self.state!r}>"
         )
 
-    # -- feeding (registry side) --------------------------------------------------
+    @classmethod
+    def from_command(cls, cmd: Any, call: Call) -> OperationHandle[R]:
+        """The handle for a start command about to be sent on ``call``."""
+        return cls(cmd.control_id, call)
+
+    # -- status ---------------------------------------------------------------------
+
+    @property
+    def status(self) -> HandleStatus:
+        """``PENDING`` until the first event, ``RUNNING``, then ``FINISHED``/``FAILED``."""
+        outcome = self._outcome
+        if outcome is NOTHING:
+            log = self._log
+            return HandleStatus.RUNNING if log is not None and log.history else HandleStatus.PENDING
+        return HandleStatus.FAILED if isinstance(outcome, BaseException) else HandleStatus.FINISHED
 
     @property
     def done(self) -> bool:
         """True once the handle settled (finished or failed)."""
-        return self.status is HandleStatus.FINISHED or self.status is HandleStatus.FAILED
+        return self._outcome is not NOTHING
 
-    def _feed(self, event: Event) -> bool:
-        """Apply one event. Returns False when it was a duplicate or came too late."""
-        if self.status is HandleStatus.FINISHED or self.status is HandleStatus.FAILED:
+    @property
+    def last_event(self) -> Event | None:
+        """The last event seen for this operation."""
+        log = self._log
+        return log.history[-1] if log is not None and log.history else None
+
+    # -- producer side --------------------------------------------------------------
+
+    def apply(self, event: Event) -> _Outcome:
+        """Interpret one event. Returns ``DUPLICATE`` (``None``) for an event seen before
+        or arriving after the handle settled, ``NOTHING`` when the operation goes on,
+        else the outcome the event ends it with (a result, or ``OperationFailed``).
+        The handle does not settle itself: its owner decides (see ``settle``)."""
+        if self._outcome is not NOTHING:
+            return DUPLICATE
+        log = self._log
+        if log is None:
+            log = self._log = EventLog()
+        if not log.add(event):
+            return DUPLICATE
+        return self._interpret(event)
+
+    def settle(self, outcome: R | BaseException) -> bool:
+        """End the handle with a result or an error (first call wins); wakes every
+        waiter and closes ``events()``. Returns whether it settled now."""
+        if self._outcome is not NOTHING:
             return False
-        history = self._history
-        if history is None:
-            self._history = [event]
-        elif event in history:
-            return False
-        else:
-            history.append(event)
-            if len(history) > HISTORY_LIMIT:  # a long continuous collect: keep the tail
-                del history[0]
-        step = self._interpret(event)
-        streams = self._streams
-        if streams is not None:
-            for s in streams:
-                s.push(event)
-        if step is not _NOTHING:
-            self._settle(step)
-        elif self.status is HandleStatus.PENDING:
-            self.status = HandleStatus.RUNNING
+        self._outcome = outcome
+        waiter, self._waiter = self._waiter, None
+        _wake_all(waiter)
+        log = self._log
+        if log is not None:
+            log.close()
+        self._settled()
         return True
 
-    def _interpret(self, event: Event) -> _Step:  # pragma: no cover - overridden
+    def result_at_call_end(self, outcome: Any) -> Any:
+        """What this operation keeps when it ends with (or after) its call's end:
+        ``outcome`` when it is a result and the kind's ``call_end`` is ``"result"``,
+        else ``NOTHING`` (the owner settles it with ``CallEndedError``)."""
+        if (
+            self.kind.call_end == "result"
+            and outcome is not NOTHING
+            and not isinstance(outcome, BaseException)
+        ):
+            return outcome
+        return NOTHING
+
+    def _settled(self) -> None:
+        """Hook for subclasses with waiters of their own."""
+
+    def _interpret(self, event: Event) -> _Outcome:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def _settle(self, outcome: R | BaseException) -> None:
-        if self.status is HandleStatus.FINISHED or self.status is HandleStatus.FAILED:
-            return
-        if isinstance(outcome, BaseException):
-            self._error = outcome
-            self.status = HandleStatus.FAILED
-        else:
-            self._result = outcome
-            self.status = HandleStatus.FINISHED
-        waiters = self._waiters
-        if waiters is not None:
-            self._waiters = None
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
-        streams = self._streams
-        if streams is not None:
-            for s in streams:
-                s.close()
-        self.call._operation_settled(self)
-
-    def _settle_call_ended(self, end_reason: str | None) -> None:
-        self._settle(
-            CallEndedError(
-                f"the call ended before {self.kind} {self.control_id!r} finished",
-                control_id=self.control_id,
-                end_reason=end_reason,
-            )
-        )
-
-    def _settle_session_closed(self) -> None:
-        self._settle(
-            SessionClosedError(
-                f"the session closed while {self.kind} {self.control_id!r} was pending",
-                control_id=self.control_id,
-            )
-        )
 
     def _fail(self, message: str, event: Event) -> OperationFailed:
         return OperationFailed(
-            f"{self.kind} {self.control_id!r} failed: {message}",
+            f"{self.kind.name} {self.control_id!r} failed: {message}",
             control_id=self.control_id,
             event=event,
         )
@@ -333,55 +464,122 @@ class OperationHandle(Generic[R]):
         """Wait until the operation ends and return its result.
 
         Raises ``OperationFailed`` when the platform reported an error,
-        ``CallEndedError`` when the call ended first, ``SessionClosedError`` when the
-        session closed, and ``TimeoutError`` when ``timeout`` seconds pass (the handle
-        stays intact and can be awaited again).
+        ``CallEndedError`` when the operation ended because the call ended (see the
+        handle kinds for which), ``SessionClosedError`` when the session closed, and
+        ``WaitTimeout`` (a ``TimeoutError``) when ``timeout`` seconds pass (the handle
+        stays intact and can be awaited again). Without ``timeout`` the session's
+        ``wait_timeout`` applies (none by default).
         """
-        if not self.done:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = [waiter]
+        if self._outcome is NOTHING:
+            if timeout is None:
+                timeout = self.call.wait_timeout
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
+            waiter = self._waiter
+            if waiter is None:
+                self._waiter = fut
+            elif isinstance(waiter, list):
+                waiter.append(fut)
             else:
-                self._waiters.append(waiter)
+                self._waiter = [waiter, fut]
             try:
                 if timeout is None:
-                    await waiter
+                    await fut
                 else:
-                    async with asyncio.timeout(timeout):
-                        await waiter
+                    try:
+                        async with asyncio.timeout(timeout):
+                            await fut
+                    except TimeoutError:
+                        raise self._timed_out(timeout) from None
             finally:
-                waiters = self._waiters
-                if waiters is not None and (not waiter.done() or waiter.cancelled()):
-                    waiters.remove(waiter)
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[return-value]
+                if not fut.done() or fut.cancelled():
+                    self._forget(fut)
+        outcome = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
+
+    def _forget(self, fut: asyncio.Future[None]) -> None:
+        waiter = self._waiter
+        if waiter is fut:
+            self._waiter = None
+        elif isinstance(waiter, list) and fut in waiter:
+            waiter.remove(fut)
+
+    def _timed_out(self, timeout: float) -> WaitTimeout:
+        last = self.last_event
+        seen = describe_event(last) if last is not None else "no event yet"
+        return WaitTimeout(
+            f"{self.kind.name} {self.control_id!r} on call {self.call.id!r} did not finish "
+            f"within {timeout:g} s (last event: {seen})",
+            awaited=f"{self.kind.name} {self.control_id}",
+            timeout=timeout,
+            last_event=last,
+        )
 
     def result(self) -> R:
         """The result of a handle that already finished; ``HandleStateError`` otherwise."""
-        if not self.done:
-            raise HandleStateError(f"{self.kind} {self.control_id!r} has not finished yet")
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[return-value]
+        outcome = self._outcome
+        if outcome is NOTHING:
+            raise HandleStateError(f"{self.kind.name} {self.control_id!r} has not finished yet")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
 
     def events(self) -> AsyncIterator[Event]:
         """Every event of this operation, from the first one seen, until it settles."""
-        return _follow(self, self._history, self.done)
+        log = self._log
+        if log is None:
+            if self.done:
+                return _closed_stream()
+            log = self._log = EventLog()
+        return follow(log, self.done)
 
-    async def stop(self) -> None:
-        """Stop the remote operation. A no-op once the handle settled."""
-        if self.done or self._stop_command is None:
+    def add_done_callback(self, fn: Callable[[OperationHandle[R]], None]) -> None:
+        """Call ``fn(handle)`` once the handle settles (at once if it already has)."""
+        if self.done:
+            fn(self)
             return
-        await self._control(self._stop_command)
+        fut = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda _: fn(self))
+        waiter = self._waiter
+        if waiter is None:
+            self._waiter = fut
+        elif isinstance(waiter, list):
+            waiter.append(fut)
+        else:
+            self._waiter = [waiter, fut]
 
-    async def _control(self, command_cls: type[_cmd.Command], **params: Any) -> None:
-        await self.call._send_command(command_cls(control_id=self.control_id, **params))
+    def add_first_event_callback(self, fn: Callable[[OperationHandle[R]], None]) -> None:
+        """Call ``fn(handle)`` on the first event of this operation, or when it settles
+        without one (at once if either already happened)."""
+        log = self._log
+        if self.done or (log is not None and log.history):
+            fn(self)
+            return
+        if log is None:
+            log = self._log = EventLog()
+        first = _FirstEvent(lambda: fn(self))
+        if log.streams is None:
+            log.streams = [first]
+        else:
+            log.streams.append(first)
+
+    async def stop(self, *, request_timeout: TimeoutArg = DEFAULT) -> None:
+        """Stop the remote operation. A no-op once the handle settled."""
+        stop = self.kind.stop
+        if self.done or stop is None:
+            return
+        await self._control("stop", request_timeout)
+
+    async def _control(self, action: str, request_timeout: TimeoutArg, **params: Any) -> None:
+        command = self.kind.sub[action](control_id=self.control_id, **params)
+        await self.call.send(command, request_timeout=request_timeout)
 
     def _require_active(self, action: str) -> None:
         if self.done:
             raise HandleStateError(
-                f"cannot {action} {self.kind} {self.control_id!r}: it is {self.status.value}"
+                f"cannot {action} {self.kind.name} {self.control_id!r}: it is {self.status.value}"
             )
 
     async def __aenter__(self) -> OperationHandle[R]:
@@ -404,51 +602,72 @@ class OperationHandle(Generic[R]):
 # ----------------------------------------------------------------------------- kinds
 
 
-class PlayHandle(OperationHandle[PlayResult]):
-    """A running ``calling.play``: ``pause()``, ``resume()``, ``volume(db)``, ``stop()``."""
+class PlayHandle(
+    OperationHandle[PlayResult],
+    kind=OperationKind(
+        "play",
+        start=_cmd.Play,
+        events=(PlayEvent,),
+        sub={
+            "stop": _cmd.PlayStop,
+            "pause": _cmd.PlayPause,
+            "resume": _cmd.PlayResume,
+            "volume": _cmd.PlayVolume,
+        },
+    ),
+):
+    """A running ``calling.play``: ``pause()``, ``resume()``, ``volume(db)``, ``stop()``.
+
+    Settles with ``CallEndedError`` when the play ends at the call's end (its
+    ``finished`` arriving once the call is known to have ended, or not at all)."""
 
     __slots__ = ()
-    kind = "play"
-    _stop_command = _cmd.PlayStop
 
-    def _interpret(self, event: Event) -> _Step:
+    def _interpret(self, event: Event) -> _Outcome:
         if not isinstance(event, PlayEvent):
-            return _NOTHING
+            return NOTHING
         state = event.params.state
         self.state = state
         if state == "finished":
             return PlayResult(state=state)
         if state == "error":
             return self._fail("the platform reported state=error", event)
-        return _NOTHING
+        return NOTHING
 
-    async def pause(self) -> None:
+    async def pause(self, *, request_timeout: TimeoutArg = DEFAULT) -> None:
         """Pause playback (``calling.play.pause``)."""
         self._require_active("pause")
-        await self._control(_cmd.PlayPause)
+        await self._control("pause", request_timeout)
 
-    async def resume(self) -> None:
+    async def resume(self, *, request_timeout: TimeoutArg = DEFAULT) -> None:
         """Resume paused playback (``calling.play.resume``)."""
         self._require_active("resume")
-        await self._control(_cmd.PlayResume)
+        await self._control("resume", request_timeout)
 
-    async def volume(self, db: float) -> None:
+    async def volume(self, db: float, *, request_timeout: TimeoutArg = DEFAULT) -> None:
         """Change the volume, -40..40 dB (``calling.play.volume``)."""
         self._require_active("change the volume of")
-        await self._control(_cmd.PlayVolume, volume=db)
+        await self._control("volume", request_timeout, volume=db)
 
 
-class RecordHandle(OperationHandle[RecordResult]):
+class RecordHandle(
+    OperationHandle[RecordResult],
+    kind=OperationKind(
+        "record",
+        start=_cmd.Record,
+        events=(RecordEvent,),
+        sub={"stop": _cmd.RecordStop, "pause": _cmd.RecordPause, "resume": _cmd.RecordResume},
+        call_end="result",
+    ),
+):
     """A running ``calling.record``: ``pause()``, ``resume()``, ``stop()``; the result
-    carries the recording's url, duration and size."""
+    carries the recording's url, duration and size (also when the call's end ended it)."""
 
     __slots__ = ()
-    kind = "record"
-    _stop_command = _cmd.RecordStop
 
-    def _interpret(self, event: Event) -> _Step:
+    def _interpret(self, event: Event) -> _Outcome:
         if not isinstance(event, RecordEvent):
-            return _NOTHING
+            return NOTHING
         p = event.params
         state = p.state
         self.state = state
@@ -462,40 +681,57 @@ class RecordHandle(OperationHandle[RecordResult]):
             )
         if state == "error":
             return self._fail("the platform reported state=error", event)
-        return _NOTHING
+        return NOTHING
 
-    async def pause(self, behavior: Literal["skip", "silence"] | None = None) -> None:
+    async def pause(
+        self,
+        behavior: Literal["skip", "silence"] | None = None,
+        *,
+        request_timeout: TimeoutArg = DEFAULT,
+    ) -> None:
         """Pause the recording; ``behavior`` ``skip`` drops paused audio, ``silence``
         keeps the timing (``calling.record.pause``)."""
         self._require_active("pause")
         if behavior is None:
-            await self._control(_cmd.RecordPause)
+            await self._control("pause", request_timeout)
         else:
-            await self._control(_cmd.RecordPause, behavior=behavior)
+            await self._control("pause", request_timeout, behavior=behavior)
 
-    async def resume(self) -> None:
+    async def resume(self, *, request_timeout: TimeoutArg = DEFAULT) -> None:
         """Resume a paused recording (``calling.record.resume``)."""
         self._require_active("resume")
-        await self._control(_cmd.RecordResume)
+        await self._control("resume", request_timeout)
 
 
-class CollectHandle(OperationHandle[CollectResult]):
+class CollectHandle(
+    OperationHandle[CollectResult],
+    kind=OperationKind(
+        "collect",
+        start=_cmd.Collect,
+        events=(CollectEvent,),
+        sub={"stop": _cmd.CollectStop, "start_input_timers": _cmd.CollectStartInputTimers},
+    ),
+):
     """A running ``calling.collect``. ``events()`` yields partial results and
     ``start_of_input``; ``finished()`` the final result. Continuous collects settle when
-    stopped (``finished()`` then returns the last result)."""
+    stopped (``finished()`` then returns the last result). A collect cut by the call's
+    end (a result of type ``error`` with or shortly before it) raises
+    ``CallEndedError``."""
 
     __slots__ = ("_continuous", "_last")
-    kind = "collect"
-    _stop_command = _cmd.CollectStop
 
     def __init__(self, control_id: str, call: Call, *, continuous: bool = False) -> None:
         super().__init__(control_id, call)
         self._continuous = continuous
         self._last: CollectResult | None = None
 
-    def _interpret(self, event: Event) -> _Step:
+    @classmethod
+    def from_command(cls, cmd: Any, call: Call) -> CollectHandle:
+        return cls(cmd.control_id, call, continuous=cmd.continuous is True)
+
+    def _interpret(self, event: Event) -> _Outcome:
         if not isinstance(event, CollectEvent):
-            return _NOTHING
+            return NOTHING
         p = event.params
         result = p.result
         rtype = result.type if result is not None else None
@@ -511,20 +747,20 @@ class CollectHandle(OperationHandle[CollectResult]):
                 self._last = _collect_result(event)
             if state == "error":
                 return self._fail("the platform reported state=error", event)
-            return _NOTHING
+            return NOTHING
         if rtype is None or rtype == "start_of_input" or p.final is False:
             self.state = "collecting"
-            return _NOTHING
+            return NOTHING
         if rtype == "error":
             self.state = "error"
             return self._fail("the platform reported result type error", event)
         self.state = "finished"
         return _collect_result(event)
 
-    async def start_input_timers(self) -> None:
+    async def start_input_timers(self, *, request_timeout: TimeoutArg = DEFAULT) -> None:
         """Start the initial-timeout clock now (``calling.collect.start_input_timers``)."""
         self._require_active("start the input timers of")
-        await self._control(_cmd.CollectStartInputTimers)
+        await self._control("start_input_timers", request_timeout)
 
 
 def _collect_result(event: CollectEvent) -> CollectResult:
@@ -541,14 +777,18 @@ def _collect_result(event: CollectEvent) -> CollectResult:
 _MACHINE_KINDS = {"HUMAN": "human", "MACHINE": "machine", "UNKNOWN": "unknown"}
 
 
-class DetectHandle(OperationHandle[DetectResult]):
+class DetectHandle(
+    OperationHandle[DetectResult],
+    kind=OperationKind(
+        "detect", start=_cmd.Detect, events=(DetectEvent,), sub={"stop": _cmd.DetectStop}
+    ),
+):
     """A running ``calling.detect``. ``finished()`` returns the last decisive outcome
     (human/machine/unknown, the fax tone, the digit) once the detector ends;
-    ``outcome()`` returns the first decisive outcome without waiting for the end."""
+    ``outcome()`` returns the first decisive outcome without waiting for the end. A
+    detector that ends with the call before deciding raises ``CallEndedError``."""
 
     __slots__ = ("_beep", "_decision", "_decision_waiters")
-    kind = "detect"
-    _stop_command = _cmd.DetectStop
 
     def __init__(self, control_id: str, call: Call) -> None:
         super().__init__(control_id, call)
@@ -556,12 +796,23 @@ class DetectHandle(OperationHandle[DetectResult]):
         self._beep = False
         self._decision_waiters: list[asyncio.Future[None]] | None = None
 
-    def _interpret(self, event: Event) -> _Step:
+    @property
+    def decision(self) -> DetectResult | None:
+        """The decisive outcome seen so far, if any."""
+        return self._decision
+
+    def result_at_call_end(self, outcome: Any) -> Any:
+        """A detector that had decided keeps its decision when the call ends."""
+        if self._decision is None or isinstance(outcome, BaseException):
+            return NOTHING
+        return self._decision if outcome is NOTHING else outcome
+
+    def _interpret(self, event: Event) -> _Outcome:
         if not isinstance(event, DetectEvent):
-            return _NOTHING
+            return NOTHING
         detect = event.params.detect
         if detect is None:
-            return _NOTHING
+            return NOTHING
         dp = detect.params
         value = dp.event if dp is not None else None
         if dp is not None and dp.beep:
@@ -572,7 +823,7 @@ class DetectHandle(OperationHandle[DetectResult]):
         if value == "error":
             return self._fail("the detector reported error", event)
         if value is None:
-            return _NOTHING
+            return NOTHING
         decision: DetectResult | None = None
         if detect.type == "machine":
             mkind = _MACHINE_KINDS.get(value)
@@ -589,88 +840,128 @@ class DetectHandle(OperationHandle[DetectResult]):
         if decision is not None:
             self._decision = decision
             self._wake_decision()
-        return _NOTHING
+        return NOTHING
 
     def _wake_decision(self) -> None:
-        waiters = self._decision_waiters
+        waiters, self._decision_waiters = self._decision_waiters, None
         if waiters is not None:
-            self._decision_waiters = None
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+            _wake_all(waiters)
 
-    def _settle(self, outcome: DetectResult | BaseException) -> None:
-        super()._settle(outcome)
+    def _settled(self) -> None:
         self._wake_decision()
 
     async def outcome(self, timeout: float | None = None) -> DetectResult:
         """The first decisive outcome (e.g. ``MACHINE``), as soon as it is known; falls
         back to ``finished()`` when the detector ends without one."""
         if self._decision is None and not self.done:
+            if timeout is None:
+                timeout = self.call.wait_timeout
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             if self._decision_waiters is None:
                 self._decision_waiters = [waiter]
             else:
                 self._decision_waiters.append(waiter)
-            async with asyncio.timeout(timeout):
-                await waiter
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            except TimeoutError:
+                raise self._timed_out(timeout or 0.0) from None
         if self._decision is not None:
             return self._decision
         return self.result()
 
 
-class TapHandle(OperationHandle[TapResult]):
+class TapHandle(
+    OperationHandle[TapResult],
+    kind=OperationKind("tap", start=_cmd.Tap, events=(TapEvent,), sub={"stop": _cmd.TapStop}),
+):
     """A running ``calling.tap``; ``stop()`` ends it."""
 
     __slots__ = ()
-    kind = "tap"
-    _stop_command = _cmd.TapStop
 
-    def _interpret(self, event: Event) -> _Step:
+    def _interpret(self, event: Event) -> _Outcome:
         if not isinstance(event, TapEvent):
-            return _NOTHING
+            return NOTHING
         state = event.params.state
         self.state = state
         if state == "finished":
             return TapResult(state=state)
         if state == "error":
             return self._fail("the platform reported state=error", event)
-        return _NOTHING
+        return NOTHING
 
 
-class StreamHandle(OperationHandle[StreamResult]):
+class StreamHandle(
+    OperationHandle[StreamResult],
+    kind=OperationKind(
+        "stream", start=_cmd.Stream, events=(StreamEvent,), sub={"stop": _cmd.StreamStop}
+    ),
+):
     """A running ``calling.stream``; ``stop()`` ends it."""
 
     __slots__ = ()
-    kind = "stream"
-    _stop_command = _cmd.StreamStop
 
-    def _interpret(self, event: Event) -> _Step:
+    def _interpret(self, event: Event) -> _Outcome:
         if not isinstance(event, StreamEvent):
-            return _NOTHING
+            return NOTHING
         p = event.params
         self.state = p.state
         if p.state == "finished":
             return StreamResult(state=p.state, url=p.url, name=p.name)
         if p.state == "error":
             return self._fail("the platform reported state=error", event)
-        return _NOTHING
+        return NOTHING
 
 
-class TranscribeHandle(OperationHandle[TranscribeResult]):
+class TranscribeHandle(
+    OperationHandle[TranscribeResult],
+    kind=OperationKind(
+        "transcribe",
+        start=_cmd.Transcribe,
+        events=(TranscriptCompletedEvent, TranscriptFailedEvent),
+        sub={"stop": _cmd.TranscribeStop},
+        route_by="call_id",
+        grace_factor=10.0,
+        call_end="result",
+    ),
+):
     """A background ``calling.transcribe``. The transcript arrives after ``stop()`` or
     the end of the call, so this handle waits longer than others once the call ends."""
 
     __slots__ = ()
-    kind = "transcribe"
-    _stop_command = _cmd.TranscribeStop
-    _grace_factor = 10.0
 
-    def _interpret(self, event: Event) -> _Step:
+    def _interpret(self, event: Event) -> _Outcome:
         if isinstance(event, TranscriptCompletedEvent):
             self.state = "completed"
             return TranscribeResult(text=event.params.text, transcript_id=event.params.id)
         if isinstance(event, TranscriptFailedEvent):
             self.state = "failed"
             return self._fail("the transcript failed", event)
-        return _NOTHING
+        return NOTHING
+
+
+# Stop-only kinds: operations started outside this API (SWML, RELAY) that a REST command
+# can stop; their events never reach a REST status_url, so they have no handle.
+_DECLARED.append(
+    OperationKind("send_fax", start=None, events=(FaxEvent,), sub={"stop": _cmd.SendFaxStop})
+)
+_DECLARED.append(
+    OperationKind("receive_fax", start=None, events=(FaxEvent,), sub={"stop": _cmd.ReceiveFaxStop})
+)
+
+#: Every kind of operation, in declaration order.
+KINDS: Final[tuple[OperationKind, ...]] = tuple(_DECLARED)
+#: Kind name -> kind.
+KIND_BY_NAME: Final[Mapping[str, OperationKind]] = MappingProxyType({k.name: k for k in KINDS})
+#: Start command class -> kind (kinds with a handle).
+KIND_BY_START: Final[Mapping[type[_cmd.Command], OperationKind]] = MappingProxyType(
+    {k.start: k for k in KINDS if k.start is not None}
+)
+#: Wire name of a start command -> kind.
+START_COMMANDS: Final[Mapping[str, OperationKind]] = MappingProxyType(
+    {k.start.command: k for k in KINDS if k.start is not None}
+)
+#: Wire name of a sub-command -> (kind, action).
+SUB_COMMANDS: Final[Mapping[str, tuple[OperationKind, str]]] = MappingProxyType(
+    {cmd.command: (k, action) for k in KINDS for action, cmd in k.sub.items()}
+)

@@ -1,8 +1,9 @@
-"""``CallSession``: owns the pooled transport, the webhook receiver and the registry.
+"""``CallSession``: the entry point. Owns the transport, the webhook receiver and the
+correlation core (``_core.Core``), and wires them together.
 
 async with CallSession.from_env(public_url="https://hooks.example.com") as session:
     call = await session.dial(to="+15551230001", from_="+15559870000", url=SWML_URL)
-    await call.answered()
+    await call.answered(timeout=60)
     menu = await call.collect(digits=Digits(max=1))
     result = await menu.finished(timeout=30)
     await call.end()
@@ -10,28 +11,27 @@ async with CallSession.from_env(public_url="https://hooks.example.com") as sessi
 
 from __future__ import annotations
 
-import enum
-import itertools
+import ipaddress
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
 
 from . import commands as _cmd
-from ._codec import encode_command
-from ._registry import Registry, RegistryStats
+from ._core import Core, RegistryStats
 from ._retry import RetryPolicy
 from ._settings import HTTPSettings, base_url_for_space, credentials_from_env
-from ._transport import Transport, has_control_id
+from ._transport import DEFAULT, TimeoutArg, Transport, TransportStats
 from .call import Call
-from .errors import ConfigurationError, SessionClosedError, ValidationError
-from .events import Event
-from .legs import AnyLeg
+from .commands import _opt
+from .errors import ConfigurationError, ValidationError
+from .events import Event, describe_event
 from .receiver import (
     ASGIReceiver,
     Receiver,
@@ -46,14 +46,7 @@ __all__ = ["CallSession", "SessionStats", "TraceRecord"]
 
 logger = logging.getLogger("signalwire_calls.session")
 
-_ALL_CALL_EVENTS = ["created", "ringing", "answered", "ended"]
-_UNSET: Any = msgspec.UNSET
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
+_ALL_CALL_EVENTS: tuple[_cmd.StatusEvent, ...] = ("created", "ringing", "answered", "ended")
 
 
 class TraceRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,25 +64,24 @@ class TraceRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of the receiver and of the correlation registry."""
+    """Counters of the receiver, the correlation registry and the transport."""
 
     receiver: ReceiverStats | None
     registry: RegistryStats
+    transport: TransportStats
     commands_sent: int
 
 
-class _TracingSink:
-    """Wraps the registry to report each routed event to a trace callback."""
-
-    __slots__ = ("_registry", "_session")
-
-    def __init__(self, session: CallSession, registry: Registry) -> None:
-        self._session = session
-        self._registry = registry
-
-    def deliver(self, event: Event) -> None:
-        self._session._trace_event(event)
-        self._registry.deliver(event)
+def _is_local(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class CallSession:
@@ -102,6 +94,18 @@ class CallSession:
     simulator can reach. ``serve_receiver=False`` runs no server: mount
     ``session.webhook_app()`` (aiohttp) or ``session.asgi_app()`` in your own app under
     ``mount_path`` (e.g. ``"/hooks"``); ``public_url`` is then your app's origin.
+
+    Webhooks that can come from outside (a ``public_url`` or ``receiver_host`` that is
+    not loopback) must be signed: give ``signing_key`` (the project's signing key), or
+    pass ``allow_unsigned_webhooks=True`` knowing that anyone who reaches the receiver
+    can then resolve handles with forged events.
+
+    Timing: ``call_end_grace`` is how long pending operations of an ended call wait for
+    their own final event; ``wait_timeout`` bounds every ``finished()``/``answered()``/
+    ``ended()`` given no ``timeout`` (none by default); ``max_call_length`` ends calls
+    the library has heard nothing of for that long (the platform's default maximum);
+    ``webhook_warning_after`` logs a WARNING when no webhook arrives for a dial in that
+    many seconds (``None`` turns it off).
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class CallSession:
         *,
         public_url: str | None = None,
         signing_key: str | None = None,
+        allow_unsigned_webhooks: bool = False,
         receiver: ReceiverSettings | None = None,
         receiver_host: str = "127.0.0.1",
         receiver_port: int = 0,
@@ -120,13 +125,22 @@ class CallSession:
         http: HTTPSettings | None = None,
         retry: RetryPolicy | None = None,
         call_end_grace: float = 2.0,
-        early_event_ttl: float = 30.0,
+        wait_timeout: float | None = None,
+        max_call_length: float = 4 * 3600.0,
+        webhook_warning_after: float | None = 10.0,
+        early_event_ttl: float = 15.0,
         early_event_max: int = 10_000,
         trace: Callable[[TraceRecord], None] | None = None,
     ) -> None:
         creds = credentials_from_env(project=project, token=token, space=space)
         if call_end_grace < 0:
             raise ConfigurationError("call_end_grace must be >= 0 seconds")
+        if wait_timeout is not None and not wait_timeout > 0:
+            raise ConfigurationError("wait_timeout must be > 0 seconds or None")
+        if not early_event_ttl > 0:
+            raise ConfigurationError("early_event_ttl must be > 0 seconds")
+        if early_event_max < 0:
+            raise ConfigurationError("early_event_max must be >= 0")
         settings = receiver or ReceiverSettings()
         if signing_key is not None or public_url is not None:
             settings = msgspec.structs.replace(
@@ -134,6 +148,23 @@ class CallSession:
                 signing_key=signing_key if signing_key is not None else settings.signing_key,
                 public_url=public_url if public_url is not None else settings.public_url,
             )
+        if mount_path and (not mount_path.startswith("/") or mount_path.endswith("/")):
+            raise ConfigurationError(
+                f"mount_path: must start with '/' and not end with one, got {mount_path!r}"
+            )
+        exposed = (
+            settings.public_url is not None
+            and not _is_local(urlsplit(settings.public_url).hostname)
+        ) or (serve_receiver and not _is_local(receiver_host))
+        if exposed and settings.signing_key is None and not allow_unsigned_webhooks:
+            raise ConfigurationError(
+                "signing_key: webhooks can reach this session from outside "
+                f"(public_url={settings.public_url!r}, receiver_host={receiver_host!r}) "
+                "and would be accepted unsigned, so anyone could forge results: pass "
+                "signing_key=... (or set SIGNALWIRE_SIGNING_KEY), or "
+                "allow_unsigned_webhooks=True to accept that risk"
+            )
+        self._unsigned_exposed = exposed and settings.signing_key is None
         self._receiver_settings = settings
         self._base_url = base_url_for_space(creds.space)
         self._transport = Transport(
@@ -143,44 +174,79 @@ class CallSession:
             settings=http or HTTPSettings(),
             retry=retry or RetryPolicy(),
         )
-        self._registry = Registry(buffer_ttl=early_event_ttl, buffer_max=early_event_max)
-        self._call_end_grace = call_end_grace
+        self._trace = trace
+        self._t0 = time.monotonic()
+        self._core = Core(
+            self._transport,
+            call_end_grace=call_end_grace,
+            early_event_ttl=early_event_ttl,
+            early_event_max=early_event_max,
+            wait_timeout=wait_timeout,
+            max_call_length=max_call_length,
+            webhook_warning_after=webhook_warning_after,
+            trace_command=self._trace_command if trace else None,
+            trace_event=self._trace_event if trace else None,
+            rejections=self._signature_rejections,
+        )
         self._receiver_host = receiver_host
         self._receiver_port = receiver_port
         self._serve_receiver = serve_receiver
-        if mount_path and (not mount_path.startswith("/") or mount_path.endswith("/")):
-            raise ConfigurationError(
-                f"mount_path: must start with '/' and not end with one, got {mount_path!r}"
-            )
         self._mount_path = mount_path
         self._receiver: Receiver | None = None
         self._mounted_stats: Callable[[], ReceiverStats] | None = None
-        self._trace = trace
-        self._t0 = time.monotonic()
-        self._sink: Any = _TracingSink(self, self._registry) if trace else self._registry
-        self._state = _State.UNOPENED
         self._status_url: str | None = None
-        # control ids: a random per-session prefix and a counter (~0.2 us, unique
-        # across processes), instead of str(uuid4()) at ~2.6 us
-        self._id_prefix = os.urandom(6).hex()
-        self._id_counter = itertools.count(1)
-        self.commands_sent = 0
         if not serve_receiver:
             self._status_url = self._public_status_url(None)
 
     @classmethod
-    def from_env(cls, **options: Any) -> CallSession:
+    def from_env(
+        cls,
+        *,
+        public_url: str | None = None,
+        signing_key: str | None = None,
+        allow_unsigned_webhooks: bool = False,
+        receiver: ReceiverSettings | None = None,
+        receiver_host: str = "127.0.0.1",
+        receiver_port: int = 0,
+        serve_receiver: bool = True,
+        mount_path: str = "",
+        http: HTTPSettings | None = None,
+        retry: RetryPolicy | None = None,
+        call_end_grace: float = 2.0,
+        wait_timeout: float | None = None,
+        max_call_length: float = 4 * 3600.0,
+        webhook_warning_after: float | None = 10.0,
+        early_event_ttl: float = 15.0,
+        early_event_max: int = 10_000,
+        trace: Callable[[TraceRecord], None] | None = None,
+    ) -> CallSession:
         """A session configured from ``SIGNALWIRE_SPACE``, ``SIGNALWIRE_PROJECT_ID``,
         ``SIGNALWIRE_API_TOKEN`` (and ``SIGNALWIRE_SIGNING_KEY``,
-        ``SIGNALWIRE_PUBLIC_URL`` when set); keyword options override."""
-        options.setdefault("signing_key", os.environ.get("SIGNALWIRE_SIGNING_KEY") or None)
-        options.setdefault("public_url", os.environ.get("SIGNALWIRE_PUBLIC_URL") or None)
-        return cls(**options)
+        ``SIGNALWIRE_PUBLIC_URL`` when set); keywords as for ``CallSession`` override."""
+        return cls(
+            public_url=public_url or os.environ.get("SIGNALWIRE_PUBLIC_URL") or None,
+            signing_key=signing_key or os.environ.get("SIGNALWIRE_SIGNING_KEY") or None,
+            allow_unsigned_webhooks=allow_unsigned_webhooks,
+            receiver=receiver,
+            receiver_host=receiver_host,
+            receiver_port=receiver_port,
+            serve_receiver=serve_receiver,
+            mount_path=mount_path,
+            http=http,
+            retry=retry,
+            call_end_grace=call_end_grace,
+            wait_timeout=wait_timeout,
+            max_call_length=max_call_length,
+            webhook_warning_after=webhook_warning_after,
+            early_event_ttl=early_event_ttl,
+            early_event_max=early_event_max,
+            trace=trace,
+        )
 
     def __repr__(self) -> str:
         return (
-            f"<CallSession {self._state.value} base_url={self._base_url!r} "
-            f"status_url={self._status_url!r} live_calls={len(self._registry.calls)}>"
+            f"<CallSession {self._core.state} base_url={self._base_url!r} "
+            f"status_url={self._status_url!r} live_calls={len(self._core.calls)}>"
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -198,18 +264,14 @@ class CallSession:
         await self.aclose()
 
     async def open(self) -> None:
-        """Start the receiver (unless ``serve_receiver=False``). A session opens once."""
-        if self._state is not _State.UNOPENED:
-            raise SessionClosedError(
-                "a CallSession can be opened only once; create a new one"
-                if self._state is _State.CLOSED
-                else "the session is already open"
-            )
-        self._state = _State.OPEN
+        """Start the receiver (unless ``serve_receiver=False``). A session opens once;
+        opening it again raises ``SessionStateError``."""
+        core = self._core
+        core.check_unopened()
         self._t0 = time.monotonic()
         if self._serve_receiver:
             receiver = Receiver(
-                self._sink,
+                core,
                 self._receiver_settings,
                 host=self._receiver_host,
                 port=self._receiver_port,
@@ -217,40 +279,34 @@ class CallSession:
             try:
                 await receiver.start()
             except BaseException:
-                self._state = _State.CLOSED
+                core.close()
                 await self._transport.aclose()
                 raise
             self._receiver = receiver
             self._status_url = self._public_status_url(receiver.url)
-        logger.debug("session open; webhooks at %s", self._status_url)
+        assert self._status_url is not None
+        core.open(self._status_url)
+        if self._unsigned_exposed:
+            logger.warning(
+                "webhooks are accepted unsigned at %s (allow_unsigned_webhooks=True): anyone "
+                "who can reach it can forge operation results",
+                self._status_url,
+            )
+        logger.info("session open; webhooks at %s", self._status_url)
 
     async def aclose(self) -> None:
         """Close: settle every pending handle and call with ``SessionClosedError``, stop
         the receiver, close the connection pool. Idempotent."""
-        if self._state is _State.CLOSED:
+        core = self._core
+        if core.state == "closed":
             return
-        self._state = _State.CLOSED
-        registry = self._registry
-        for call in list(registry.calls.values()):
-            call._settle_closed()
-        registry.calls.clear()
-        # operations on calls the session does not follow (dial(correlate=False))
-        for op in list(registry.operations.values()):
-            op._settle_session_closed()
+        core.close()
         try:
             if self._receiver is not None:
                 await self._receiver.aclose()
         finally:
             await self._transport.aclose()
-
-    def _check_open(self) -> None:
-        if self._state is not _State.OPEN:
-            raise SessionClosedError(
-                "the session is closed"
-                if self._state is _State.CLOSED
-                else "the session is not open yet: use `async with session:` "
-                "or `await session.open()`"
-            )
+        logger.info("session closed")
 
     # -- receiver ---------------------------------------------------------------------------
 
@@ -265,22 +321,12 @@ class CallSession:
             )
         return served
 
-    def _correlated_status_url(self, given: object) -> str:
-        """The session's status_url for a correlated command; a caller's own is refused."""
-        if given is not None and given is not msgspec.UNSET:
-            raise ValidationError(
-                "status_url",
-                "the session sets status_url itself to correlate webhooks; "
-                "pass correlate=False to send your own",
-            )
-        return self.status_url
-
     @property
     def status_url(self) -> str:
-        """The URL given as ``status_url`` with every command."""
+        """The URL given as ``status_url`` with every command (known before the session
+        opens when ``serve_receiver=False``; else once the receiver is bound)."""
         if self._status_url is None:
-            self._check_open()
-            raise AssertionError("unreachable")  # pragma: no cover
+            return self._core.status_url  # raises SessionStateError: not open yet
         return self._status_url
 
     @property
@@ -291,50 +337,44 @@ class CallSession:
     def webhook_app(self) -> web.Application:
         """An aiohttp ``Application`` feeding this session, to mount in your own app
         (under ``mount_path``); ``stats()`` then reports its counters."""
-        app = create_app(self._sink, self._receiver_settings)
+        app = create_app(self._core, self._receiver_settings)
         self._mounted_stats = lambda: app_stats(app)
         return app
 
     def asgi_app(self) -> ASGIReceiver:
         """An ASGI app feeding this session (FastAPI / Starlette ``mount`` under
         ``mount_path``); ``stats()`` then reports its counters."""
-        app = asgi_app(self._sink, self._receiver_settings)
+        app = asgi_app(self._core, self._receiver_settings)
         self._mounted_stats = app.stats
         return app
 
-    def stats(self) -> SessionStats:
-        """Receiver and registry counters."""
+    def _receiver_stats(self) -> ReceiverStats | None:
         if self._receiver is not None:
-            receiver_stats: ReceiverStats | None = self._receiver.stats()
-        elif self._mounted_stats is not None:
-            receiver_stats = self._mounted_stats()
-        else:
-            receiver_stats = None
+            return self._receiver.stats()
+        if self._mounted_stats is not None:
+            return self._mounted_stats()
+        return None
+
+    def _signature_rejections(self) -> int:
+        stats = self._receiver_stats()
+        return stats.rejected_signature if stats is not None else 0
+
+    def deliver(self, event: Event) -> None:
+        """Feed a webhook event that reached you by other means (your own receiver, a
+        queue) exactly as the session's receiver does: after ``decode_event`` and, if
+        it came over the network, after checking its signature. Never raises."""
+        self._core.deliver(event)
+
+    def stats(self) -> SessionStats:
+        """Receiver, registry and transport counters."""
         return SessionStats(
-            receiver=receiver_stats,
-            registry=self._registry.stats(),
-            commands_sent=self.commands_sent,
+            receiver=self._receiver_stats(),
+            registry=self._core.stats(),
+            transport=self._transport.stats(),
+            commands_sent=self._core.commands_sent,
         )
 
-    # -- commands ---------------------------------------------------------------------------
-
-    def _new_control_id(self) -> str:
-        return f"{self._id_prefix}-{next(self._id_counter)}"
-
-    def _encode(self, cmd: _cmd.Command, call_id: str | None) -> bytes:
-        """All a command needs before the wire (open check, trace, count, body), done
-        synchronously so the caller awaits the transport with no frame in between."""
-        if self._state is not _State.OPEN:
-            self._check_open()
-        if self._trace is not None:
-            self._trace_command(cmd, call_id)
-        body = encode_command(cmd, call_id)
-        self.commands_sent += 1
-        return body
-
-    async def _send(self, cmd: _cmd.Command, call_id: str | None) -> AnyLeg:
-        body = self._encode(cmd, call_id)
-        return await self._transport.post(body, cmd.command, has_control_id=has_control_id(cmd))
+    # -- calls ------------------------------------------------------------------------------
 
     async def dial(
         self,
@@ -343,53 +383,84 @@ class CallSession:
         *,
         url: str | None = None,
         swml: dict[str, Any] | str | None = None,
+        to_script: str | dict[str, Any] | None = None,
+        caller_id: str | None = None,
+        fallback_url: str | None = None,
+        url_method: Literal["GET", "POST"] | None = None,
+        codecs: Sequence[_cmd.Codec] | str | None = None,
+        timeout: int | None = None,
+        max_price_per_minute: float | None = None,
+        send_digits: str | None = None,
+        region: str | Sequence[str] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        custom_variables: dict[str, str] | None = None,
+        headers: Sequence[_cmd.Header] | None = None,
+        status_url: str | None = None,
+        status_events: Sequence[_cmd.StatusEvent] | None = None,
         correlate: bool = True,
-        **options: Any,
+        request_timeout: TimeoutArg = DEFAULT,
     ) -> Call:
         """Place an outbound call (``dial``) and return its ``Call``.
 
-        Exactly one of ``url`` (SWML webhook) or ``swml`` (inline SWML) is required.
-        Other ``Dial`` options (``caller_id``, ``timeout``, ``codecs``, ``send_digits``,
-        ``custom_variables``, ``headers``, ...) pass through. The session subscribes to
-        every call-state event itself, so ``call.answered()``/``call.ended()`` work.
+        Exactly one of ``url`` (SWML webhook) or ``swml`` (inline SWML) is required;
+        ``timeout`` is the ring timeout (1-600 s); the other keywords are the ``dial``
+        params of the same name. The session subscribes to every call-state event
+        itself, so ``call.answered()``/``call.ended()`` work; ``status_url`` and
+        ``status_events`` are yours to set only with ``correlate=False`` (the call's
+        webhooks then go to your URL and the session cannot follow it).
+        ``request_timeout`` bounds the HTTP request (default: ``HTTPSettings.timeout``).
         """
-        self._check_open()
+        core = self._core
+        core.check_open()
         if from_ is None:
             raise ValidationError("from", "dial needs the caller number (from_=...)")
         if correlate:
-            options["status_url"] = self._correlated_status_url(options.get("status_url"))
-            options["status_events"] = list(_ALL_CALL_EVENTS)
-        cmd = _cmd.Dial(
-            to=_UNSET if to is None else to,
-            from_=from_,
-            url=_UNSET if url is None else url,
-            swml=_UNSET if swml is None else swml,
-            **options,
-        )
-        leg = await self._send(cmd, None)
-        call = Call(self, leg.id, leg)
-        if correlate:
-            self._registry.add_call(call)
+            if status_events is not None:
+                raise ValidationError(
+                    "status_events",
+                    "the session subscribes to every call state (created, ringing, "
+                    "answered, ended) itself to follow the call; pass correlate=False to "
+                    "choose your own",
+                )
+            status_url = core.correlated_status_url(status_url)
+            events: Sequence[_cmd.StatusEvent] | None = _ALL_CALL_EVENTS
         else:
-            call._followed = False
-        return call
+            events = status_events
+        cmd = _cmd.Dial(
+            to=_opt(to),
+            from_=from_,
+            url=_opt(url),
+            swml=_opt(swml),
+            to_script=_opt(to_script),
+            caller_id=_opt(caller_id),
+            fallback_url=_opt(fallback_url),
+            status_url=_opt(status_url),
+            status_events=_opt(None if events is None else list(events)),
+            url_method=_opt(url_method),
+            codecs=_opt(codecs if codecs is None or isinstance(codecs, str) else list(codecs)),
+            timeout=_opt(timeout),
+            max_price_per_minute=_opt(max_price_per_minute),
+            send_digits=_opt(send_digits),
+            region=_opt(region if region is None or isinstance(region, str) else list(region)),
+            username=_opt(username),
+            password=_opt(password),
+            custom_variables=_opt(custom_variables),
+            headers=_opt(None if headers is None else list(headers)),
+        )
+        return await core.dial(cmd, correlate=correlate, request_timeout=request_timeout)
 
     def call(self, call_id: str) -> Call:
-        """Attach to an existing call (e.g. an inbound call your SWML handed over)."""
-        self._check_open()
-        existing = self._registry.calls.get(call_id)
-        if existing is not None:
-            return existing
-        call = Call(self, call_id)
-        call.state = "answered"
-        call._was_answered = True
-        self._registry.add_call(call)
-        return call
+        """Attach to an existing call by id (e.g. one your SWML handed over). No
+        call-state webhooks come for it: the session learns of its end from a 404, from
+        operation events that show it is gone (confirmed with a probe), or from the
+        maximum call length."""
+        return self._core.attach(call_id, direction="attached")
 
     @property
     def calls(self) -> Sequence[Call]:
         """The calls this session follows that have not ended."""
-        return list(self._registry.calls.values())
+        return list(self._core.calls.values())
 
     # -- tracing ----------------------------------------------------------------------------
 
@@ -409,12 +480,7 @@ class CallSession:
     def _trace_event(self, event: Event) -> None:
         assert self._trace is not None
         params = getattr(event, "params", None)
-        detail = None
-        for attr in ("call_state", "state", "event"):
-            value = getattr(params, attr, None)
-            if isinstance(value, str):
-                detail = value
-                break
+        detail = describe_event(event).removeprefix(event.event_type).strip() or None
         result = getattr(params, "result", None)
         if result is not None and getattr(result, "type", None):
             rp = getattr(result, "params", None)
@@ -429,7 +495,7 @@ class CallSession:
             TraceRecord(
                 kind="event",
                 at=time.monotonic() - self._t0,
-                name=getattr(event, "event_type", type(event).__name__),
+                name=event.event_type,
                 call_id=event.call_id,
                 control_id=event.control_id,
                 detail=detail,

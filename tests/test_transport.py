@@ -26,7 +26,7 @@ from signalwire_calls._settings import (
     base_url_for_space,
     credentials_from_env,
 )
-from signalwire_calls._transport import DEFAULT, Transport, _classify, _Default, _FifoLimiter
+from signalwire_calls._transport import DEFAULT, Default, Transport, _classify, _FifoLimiter
 from signalwire_calls.commands import Dial, End, Play, Transfer, silence
 from signalwire_calls.errors import (
     APIErrorItem,
@@ -602,7 +602,7 @@ async def test_default_and_per_call_timeouts(
     server: FakeServer,
     make_transport: Factory,
     default: float | None,
-    per_call: float | _Default | None,
+    per_call: float | Default | None,
     times_out: bool,
 ) -> None:
     server.default = server.slow(0.3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from signalwire_calls import (
+    CallEndedError,
     CallSession,
     NotFoundError,
     UnprocessableEntityError,
@@ -99,16 +100,33 @@ async def test_redirect_before_answer_is_refused(sim: Simulator, session: CallSe
     assert info.value.command == "update"
 
 
-async def test_commands_to_an_ended_call_get_not_found(
-    sim: Simulator, session: CallSession
-) -> None:
+async def test_commands_to_an_ended_call_fail_locally(sim: Simulator, session: CallSession) -> None:
+    """A call the library knows has ended refuses commands with CallEndedError and sends
+    nothing; end() on it returns quietly."""
     sim.script(HUMAN, Callee.answers(after=0.5))
     call = await session.dial(to=HUMAN, from_=CALLER, swml=SWML)
     await call.answered(timeout=T)
     await call.end("hangup")
     await call.ended(timeout=T)
-    with pytest.raises(NotFoundError):
+    sent = len(sim.commands)
+    with pytest.raises(CallEndedError) as info:
         await call.denoise()
+    assert info.value.call_id == call.id
+    assert info.value.end_reason == "hangup"
+    assert await call.end() is None
+    assert len(sim.commands) == sent
+
+
+async def test_a_404_marks_an_attached_call_ended(sim: Simulator, session: CallSession) -> None:
+    sim.script(HUMAN, Callee.answers(after=0.5))
+    dialled = await session.dial(to=HUMAN, from_=CALLER, swml=SWML)
+    await dialled.answered(timeout=T)
+    await dialled.end()
+    await dialled.ended(timeout=T)
+    attached = session.call(dialled.id)  # the session forgot it: a fresh attachment
+    with pytest.raises(NotFoundError):
+        await attached.denoise()
+    assert await attached.ended(timeout=T) == "not_found"
 
 
 async def test_refer_events_reach_the_call(sim: Simulator, session: CallSession) -> None:

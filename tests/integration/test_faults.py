@@ -14,6 +14,7 @@ from signalwire_calls import (
     HandleStatus,
     RetryPolicy,
     SessionClosedError,
+    SessionStateError,
     silence,
 )
 from signalwire_calls.call import Call
@@ -138,9 +139,10 @@ async def test_closing_the_session_settles_pending_handles(sim: Simulator) -> No
     assert session.stats().registry.pending_operations == 0
     with pytest.raises(SessionClosedError):
         await call.ended(timeout=T)
-    with pytest.raises(SessionClosedError):
+    # using a closed session is a programming error, apart from the outcome errors
+    with pytest.raises(SessionStateError, match="closed"):
         await call.play(silence(1))
-    with pytest.raises(SessionClosedError):
+    with pytest.raises(SessionStateError, match="only once"):
         await session.open()
     await session.aclose()  # idempotent
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 from aiohttp import web
 
 from signalwire_calls import (
     CallSession,
     ConfigurationError,
-    SessionClosedError,
+    SessionStateError,
     silence,
 )
 from signalwire_calls.testing import Callee, Simulator
@@ -31,10 +34,49 @@ def test_from_env_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SIGNALWIRE_PROJECT_ID", "proj-1")
     monkeypatch.setenv("SIGNALWIRE_API_TOKEN", "PT-secret-token")
     monkeypatch.setenv("SIGNALWIRE_PUBLIC_URL", "https://hooks.example.com")
+    monkeypatch.setenv("SIGNALWIRE_SIGNING_KEY", "PSK_test")
     session = CallSession.from_env(serve_receiver=False)
     assert "https://example.signalwire.com" in repr(session)
     assert "PT-secret-token" not in repr(session)
     assert session.status_url == "https://hooks.example.com/signalwire/events"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"public_url": "https://hooks.example.com", "serve_receiver": False},
+        {"receiver_host": "0.0.0.0"},
+        {"receiver_host": "10.1.2.3", "public_url": "http://127.0.0.1:9"},
+    ],
+)
+def test_a_receiver_reachable_from_outside_needs_a_signing_key(
+    options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigurationError, match="signing_key") as info:
+        CallSession(space="http://127.0.0.1:9", project="p", token="t", **options)
+    assert "allow_unsigned_webhooks" in str(info.value)
+    CallSession(space="http://127.0.0.1:9", project="p", token="t", signing_key="k", **options)
+    CallSession(
+        space="http://127.0.0.1:9", project="p", token="t", allow_unsigned_webhooks=True, **options
+    )
+
+
+async def test_allowing_unsigned_webhooks_warns_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    session = CallSession(
+        space="http://127.0.0.1:9",
+        project="p",
+        token="t",
+        serve_receiver=False,
+        public_url="https://hooks.example.com",
+        allow_unsigned_webhooks=True,
+    )
+    with caplog.at_level(logging.WARNING, logger="signalwire_calls"):
+        async with session:
+            pass
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "unsigned" in warnings[0].getMessage()
+    assert "https://hooks.example.com/signalwire/events" in warnings[0].getMessage()
 
 
 def test_serve_receiver_false_needs_public_url() -> None:
@@ -44,8 +86,9 @@ def test_serve_receiver_false_needs_public_url() -> None:
 
 async def test_unopened_session_refuses_commands() -> None:
     session = CallSession(space="http://127.0.0.1:9", project="p", token="t")
-    with pytest.raises(SessionClosedError, match="not open yet"):
+    with pytest.raises(SessionStateError, match="not open yet") as info:
         await session.dial(to=HUMAN, from_=CALLER, swml=SWML)
+    assert isinstance(info.value, RuntimeError)
     await session.aclose()
 
 
