@@ -17,8 +17,8 @@ The pytest plugin provides the ``signalwire_simulator`` fixture.
 from __future__ import annotations
 
 from ._callees import Callee, load_callees, parse_callees
-from ._engine import Operation, SimCall
 from ._faults import CommandRule, FaultPlan, WebhookRule
+from ._model import Operation, SimCall
 from ._server import ReceivedCommand, Simulator
 from ._webhooks import WebhookRecord
 
