@@ -32,7 +32,7 @@ def start(engine: Engine, call: SimCall, params: dict[str, Any]) -> Operation:
         continuous=bool(params.get("continuous", False)),
         partial=bool(params.get("partial_results", False)),
         soi=bool(params.get("send_start_of_input", False)),
-        timers_started=params.get("start_input_timers", True) is not False,
+        timers_started=params.get("start_input_timers") is True,
         input_started=False,
         round=0,
     )

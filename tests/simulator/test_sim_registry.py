@@ -20,7 +20,7 @@ def test_every_wire_route_has_a_handler_and_back() -> None:
 
 def test_derived_tables() -> None:
     assert wire_commands() == WIRE_COMMANDS
-    assert CONTROL_KINDS == {n: k for n, (k, a) in WIRE_COMMANDS.items() if a == START}
+    assert {n: k for n, (k, a) in WIRE_COMMANDS.items() if a == START} == CONTROL_KINDS
     assert set(SUB_COMMANDS) == {n for n, (_, a) in WIRE_COMMANDS.items() if a != START}
     assert CONTROL_KINDS["calling.transcribe"] == "transcribe"
     assert SUB_COMMANDS["calling.collect.start_input_timers"] == (
