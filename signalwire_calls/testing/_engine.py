@@ -268,7 +268,7 @@ class Engine:
         call.history.append("queued")
         self._register(call)
         self.dial_times.append(now)
-        if self.cps is None:
+        if self.cps is None and not self._queue:
             self._admit(call)
         else:
             call.waiting = True
@@ -279,24 +279,34 @@ class Engine:
         self._notify()
         return call
 
+    def set_cps(self, cps: float | None) -> None:
+        """Change the pace; waiting calls follow it from now on."""
+        self.cps = cps
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
+        if cps is not None:
+            self._next_slot = min(self._next_slot, time.monotonic() + self.time_scale / cps)
+        self._pump()
+
     def _pump(self) -> None:
         """Let the waiting dials start, one every ``1 / cps`` simulated seconds, in order."""
         self._pump_handle = None
-        assert self.cps is not None
-        interval = self.time_scale / self.cps
         now = time.monotonic()
         while self._queue:
             call = self._queue[0]
             if not call.waiting:  # ended (canceled) while it waited
                 self._queue.popleft()
                 continue
-            if now < self._next_slot:
-                self._pump_handle = self.loop.call_later(self._next_slot - now, self._pump)
-                return
+            if self.cps is not None:
+                if now < self._next_slot:
+                    self._pump_handle = self.loop.call_later(self._next_slot - now, self._pump)
+                    return
+                self._next_slot = max(self._next_slot, now) + self.time_scale / self.cps
+            # (with the limit lifted while calls waited, they all go now)
             self._queue.popleft()
             call.waiting = False
             self._waiting -= 1
-            self._next_slot = max(self._next_slot, now) + interval
             self._admit(call)
 
     def _admit(self, call: SimCall) -> None:

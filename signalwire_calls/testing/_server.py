@@ -115,7 +115,7 @@ class Simulator:
             raise ValueError("max_queued_calls: must be >= 0")
         if history_limit is not None and history_limit < 1:
             raise ValueError("history_limit: must be >= 1 (or None to keep everything)")
-        self.cps = cps
+        self._cps = cps
         self.max_queued_calls = max_queued_calls
         self.project = project
         self.token = token
@@ -210,7 +210,7 @@ class Simulator:
             unplayable=self.unplayable,
             history_limit=self._history_limit,
             notify=self._notify,
-            cps=self.cps,
+            cps=self._cps,
             max_queued_calls=self.max_queued_calls,
         )
         address = runner.addresses[0]
@@ -276,6 +276,22 @@ class Simulator:
         if self._engine is None:
             return deque()
         return self._engine.webhooks
+
+    @property
+    def cps(self) -> float | None:
+        """Calls per simulated second that may leave ``queued`` (None: no limit).
+
+        May be changed at any time; calls already waiting then follow the new pace.
+        """
+        return self._cps
+
+    @cps.setter
+    def cps(self, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError("cps: must be > 0 (or None for no limit)")
+        self._cps = value
+        if self._engine is not None:
+            self._engine.set_cps(value)
 
     @property
     def dial_times(self) -> deque[float]:
