@@ -11,7 +11,15 @@
         call = await sim.wait_for_call(to="+15550001")
         await sim.wait_for_call_state(call.id, "answered")
 
-The pytest plugin provides the ``signalwire_simulator`` fixture.
+Dials are paced at ``cps`` calls per simulated second (1, as on the platform; ``cps=None``
+lifts the limit), and the simulator can place inbound calls to an application's SWML
+URL::
+
+    call = await sim.place_inbound(from_="+15550001", to="+15550002", url=swml_url,
+                                   callee=Callee.answers(digits="1#"))
+
+The pytest plugin provides the ``signalwire_simulator`` fixture; the command line
+``signalwire-calls simulator --help`` serves one from a shell.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ async def place_inbound(
     except SwmlError as exc:
         engine.fail_inbound(call, f"the SWML of {url} cannot run: {exc}")
         return call
-    call.swml = steps
+    call.swml = tuple(steps)
     run_swml(engine, call)
     return call
 

@@ -127,8 +127,9 @@ class SimCall:
     """One simulated call leg and everything that happened on it.
 
     ``started_mono`` is when the call left ``queued`` (None while it waits its turn under
-    the space's calls-per-second limit); ``swml_error`` says why an inbound call failed
-    (its SWML could not be fetched, read or run).
+    the space's calls-per-second limit; ``waiting`` is true meanwhile). For an inbound
+    call, ``swml`` holds the steps of its SWML, ``swml_step`` the next one to run, and
+    ``swml_error`` why the call failed (its SWML could not be fetched, read or run).
     """
 
     id: str
@@ -164,7 +165,7 @@ class SimCall:
     transfers: list[Any] = field(default_factory=list)
     redirects: list[Any] = field(default_factory=list)
     fax_stops: list[str] = field(default_factory=list)
-    swml: list[tuple[str, Any]] = field(default_factory=list)
+    swml: tuple[tuple[str, Any], ...] = ()
     swml_step: int = 0
     waiting: bool = False
 
