@@ -485,6 +485,8 @@ def _spawn_simulator(callees: str) -> Child:
         callees,
         "--history-limit",
         "10000",
+        "--cps",
+        "0",  # unlimited: the benchmark measures the client, not the platform's pacing
     ]
     child.proc = subprocess.Popen(
         child.cmd,

@@ -11,14 +11,22 @@
         call = await sim.wait_for_call(to="+15550001")
         await sim.wait_for_call_state(call.id, "answered")
 
-The pytest plugin provides the ``signalwire_simulator`` fixture.
+Dials are paced at ``cps`` calls per simulated second (1, as on the platform; ``cps=None``
+lifts the limit), and the simulator can place inbound calls to an application's SWML
+URL::
+
+    call = await sim.place_inbound(from_="+15550001", to="+15550002", url=swml_url,
+                                   callee=Callee.answers(digits="1#"))
+
+The pytest plugin provides the ``signalwire_simulator`` fixture; the command line
+``signalwire-calls simulator --help`` serves one from a shell.
 """
 
 from __future__ import annotations
 
 from ._callees import Callee, load_callees, parse_callees
-from ._engine import Operation, SimCall
 from ._faults import CommandRule, FaultPlan, WebhookRule
+from ._model import Operation, SimCall
 from ._server import ReceivedCommand, Simulator
 from ._webhooks import WebhookRecord
 

@@ -1,30 +1,34 @@
-"""The simulated space: calls, their state machine, and the control operations on them.
+"""The simulated space's core: calls, their state machine, pacing, webhooks, operations.
 
 Everything runs on event-loop timers (``loop.call_later``), never a task per call or
 per operation, so thousands of concurrent calls stay cheap. Every simulated duration
-is multiplied by ``time_scale``. The engine works on validated wire dicts (spec names);
-the typed command Structs are used only to validate them (see ``_protocol``).
+is multiplied by ``time_scale``. The engine works on validated wire dicts (the
+platform's names). What each kind of operation does lives in its ``_op_<kind>`` module,
+found through the registry in ``_operations``; the engine keeps their bookkeeping
+(control ids, events, ending them when the call ends).
 
-Choices where the spec is silent ([INF] in the spec): a leg ends as ``ended`` unless an
+Choices where the platform documents nothing: a leg ends as ``ended`` unless an
 ``update`` made it ``canceled``/``completed``, or it ``failed`` before reaching media;
-``end_reason`` uses the RELAY vocabulary (``hangup``, ``cancel``, ``busy``, ``noAnswer``,
-``error``, ``max_duration``). When a call ends, play/tap/stream/detect send ``finished``,
-record sends ``finished`` (``no_input`` if nothing was heard), collect sends a result
-of type ``error``, transcribe sends its transcript callback. A stopped collect sends
-``no_input``. Calls must be ``answered`` for every ``calling.*`` command but
-``calling.end`` (422 ``invalid_state`` otherwise).
+``end_reason`` uses the RELAY vocabulary (``hangup``, ``cancel``, ``busy``,
+``noAnswer``, ``error``, ``max_duration``). Calls must be ``answered`` for every
+``calling.*`` command but ``calling.end`` (422 ``invalid_state`` otherwise).
+
+Dials are paced like the platform paces them: at most ``cps`` calls per simulated
+second leave ``queued``, first in first out; the rest wait (the dial is still answered
+200 with ``status: "queued"``), up to ``max_queued_calls`` waiting, beyond which a dial
+is refused with 422 ``max_queued_calls_exceeded``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,10 +36,24 @@ import msgspec
 
 from ._callees import DEFAULT_CALLEE, Callee
 from ._faults import FaultPlan
+from ._model import (
+    ACTIVE_STATES,
+    CURRENT_STATUS_EVENTS,
+    OLD_STATUS_EVENTS,
+    PRE_ANSWER,
+    TERMINAL_STATES,
+    ApiError,
+    Operation,
+    SimCall,
+    leg_type,
+)
+from ._operations import OP_KINDS
 from ._webhooks import WebhookRecord, WebhookSender
 
 __all__ = [
     "ACTIVE_STATES",
+    "CURRENT_STATUS_EVENTS",
+    "OLD_STATUS_EVENTS",
     "TERMINAL_STATES",
     "ApiError",
     "Engine",
@@ -44,150 +62,15 @@ __all__ = [
 ]
 
 _encode = msgspec.json.Encoder().encode
-
-ERROR_DOCS_URL = "https://signalwire.com/docs/apis/error-codes"
-TERMINAL_STATES = frozenset(("ended", "failed", "canceled", "completed"))
-ACTIVE_STATES = frozenset(("queued", "initiated", "created", "ringing", "answered"))
-_PRE_ANSWER = frozenset(("queued", "initiated", "created", "ringing"))
-CURRENT_STATUS_EVENTS = ("created", "ringing", "answered", "ended")
-OLD_STATUS_EVENTS = ("queued", "initiated", "ending")
+_log = logging.getLogger("signalwire_calls.testing")
 
 # Simulated latencies (seconds) of the platform itself.
 _T_INITIATED = 0.01
 _T_CREATED = 0.02
 _T_RINGING = 0.05
 _T_ENDING = 0.05
-_TTS_CHARS_PER_SECOND = 15.0
-_SPEECH_WORD_SECONDS = 0.3
 
-
-class ApiError(Exception):
-    """An HTTP error answer: ``status`` and the JSON ``body`` of the spec's section 5."""
-
-    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body
-
-    @classmethod
-    def plain(cls, status: int) -> ApiError:
-        return cls(status, {"error": _REASONS[status]})
-
-    @classmethod
-    def unprocessable(
-        cls, code: str, message: str, attribute: str | None, *, type_: str = "validation_error"
-    ) -> ApiError:
-        return cls(
-            422,
-            {
-                "errors": [
-                    {
-                        "type": type_,
-                        "code": code,
-                        "message": message,
-                        "attribute": attribute,
-                        "url": ERROR_DOCS_URL,
-                    }
-                ]
-            },
-        )
-
-
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    409: "Conflict",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-
-
-def _leg_type(to: str) -> str:
-    if to.startswith(("sip:", "sips:")):
-        return "relay_sip_call"
-    if to.startswith(("verto:", "client:", "/")):
-        return "relay_webrtc_call"
-    return "relay_pstn_call"
-
-
-@dataclass(slots=True, eq=False)
-class Operation:
-    """One control operation (play, record, collect, detect, tap, stream, transcribe)."""
-
-    kind: str
-    control_id: str
-    call: SimCall
-    params: dict[str, Any]
-    status_url: str | None
-    state: str = "starting"
-    done: bool = False
-    started_at: float = 0.0
-    history: list[str] = field(default_factory=list)
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    terminal_first: bool = False
-    held: tuple[str, dict[str, Any], str | None] | None = None
-    first_record: WebhookRecord | None = None
-
-    def cancel_timers(self) -> None:
-        for handle in self.timers:
-            handle.cancel()
-        self.timers.clear()
-
-
-@dataclass(slots=True, eq=False)
-class SimCall:
-    """One simulated call leg and everything that happened on it."""
-
-    id: str
-    node_id: str
-    segment_id: str
-    from_: str
-    to: str
-    callee: Callee
-    created_at: str
-    created_mono: float
-    url: str | None = None
-    status: str = "queued"
-    direction: str = "outbound-api"
-    leg_type: str = "relay_pstn_call"
-    status_url: str | None = None
-    status_events: frozenset[str] = frozenset(("ended",))
-    dial_params: dict[str, Any] = field(default_factory=dict)
-    answered_mono: float | None = None
-    ended_mono: float | None = None
-    end_reason: str | None = None
-    history: list[str] = field(default_factory=list)
-    ops: dict[tuple[str, str], Operation] = field(default_factory=dict)
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    input_index: dict[str, int] = field(default_factory=lambda: {"digits": 0, "speech": 0})
-    transcribe: Operation | None = None
-    denoise: bool = False
-    ai: dict[str, Any] = field(default_factory=lambda: {"on_hold": False, "messages": []})
-    live_transcribe: dict[str, Any] | None = None
-    live_translate: dict[str, Any] | None = None
-    user_events: list[Any] = field(default_factory=list)
-    transfers: list[Any] = field(default_factory=list)
-    redirects: list[Any] = field(default_factory=list)
-    fax_stops: list[str] = field(default_factory=list)
-
-    @property
-    def ended(self) -> bool:
-        """True once the call reached a terminal status."""
-        return self.status in TERMINAL_STATES
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_STATES
-
-    def operations(self, kind: str | None = None) -> list[Operation]:
-        """The operations started on this call (optionally of one kind)."""
-        return [op for op in self.ops.values() if kind is None or op.kind == kind]
+DEFAULT_MAX_QUEUED_CALLS = 10_000
 
 
 class Engine:
@@ -208,6 +91,8 @@ class Engine:
         unplayable: set[str],
         history_limit: int | None,
         notify: Callable[[], None],
+        cps: float | None = None,
+        max_queued_calls: int = DEFAULT_MAX_QUEUED_CALLS,
     ) -> None:
         self.project = project
         self.space = space
@@ -220,11 +105,23 @@ class Engine:
         self.unplayable = unplayable
         self.calls: dict[str, SimCall] = {}
         self.webhooks: deque[WebhookRecord] = deque(maxlen=history_limit)
+        self.dial_times: deque[float] = deque(maxlen=history_limit)
+        self.start_times: deque[float] = deque(maxlen=history_limit)
+        self.live_calls = 0
+        self.peak_live_calls = 0
+        self.cps = cps
+        self.max_queued_calls = max_queued_calls
+        self._history_limit = history_limit
+        self._ended: deque[str] = deque()
+        self._queue: deque[SimCall] = deque()
+        self._waiting = 0
+        self._next_slot = -math.inf
+        self._pump_handle: asyncio.TimerHandle | None = None
         self._rng = random.Random(seed)
         self.space_id = self.new_id()
         self.event_channel = f"swml:{self.space_id}"
         self._notify = notify
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.closed = False
 
     # ------------------------------------------------------------------ helpers
@@ -237,13 +134,41 @@ class Engine:
         """Simulated seconds elapsed since the monotonic instant ``since``."""
         return (time.monotonic() - since) / self.time_scale
 
-    def _later(
+    def later(
         self, timers: list[asyncio.TimerHandle], delay: float, fn: Callable[..., None], *args: Any
     ) -> None:
-        timers.append(self._loop.call_later(max(delay, 0.0) * self.time_scale, fn, *args))
+        """Run ``fn(*args)`` after ``delay`` simulated seconds, on the timer list ``timers``
+        (a call's or an operation's, cancelled together when it ends)."""
+        timers.append(self.loop.call_later(max(delay, 0.0) * self.time_scale, fn, *args))
+
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` after ``delay`` simulated seconds, tied to nothing."""
+        self.loop.call_later(max(delay, 0.0) * self.time_scale, fn, *args)
+
+    def notify(self) -> None:
+        """Tell the simulator's waiters that something changed."""
+        self._notify()
 
     def callee_for(self, number: str) -> Callee:
+        """The script of ``number`` (else the ``"*"`` script, else the default)."""
         return self.callees.get(number) or self.callees.get("*") or DEFAULT_CALLEE
+
+    @property
+    def queued_calls(self) -> int:
+        """Dials waiting for their turn under the calls-per-second limit."""
+        return self._waiting
+
+    def close(self) -> None:
+        """Stop everything: no more timers fire, no more webhooks are produced."""
+        self.closed = True
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
+        for call in self.calls.values():
+            for timer in call.timers:
+                timer.cancel()
+            for op in call.ops.values():
+                op.cancel_timers()
 
     # ------------------------------------------------------------------ webhooks
 
@@ -304,11 +229,23 @@ class Engine:
         self._notify()
         return record
 
-    # ------------------------------------------------------------------ call lifecycle
+    # ------------------------------------------------------------------ creating calls
+
+    def _register(self, call: SimCall) -> None:
+        self.calls[call.id] = call
+        self.live_calls += 1
+        if self.live_calls > self.peak_live_calls:
+            self.peak_live_calls = self.live_calls
 
     def dial(self, params: dict[str, Any], extra_events: Iterable[str] = ()) -> SimCall:
+        """Accept a validated ``dial``: the call is queued and starts when its turn comes."""
+        if self.cps is not None and self._waiting >= self.max_queued_calls:
+            raise ApiError.unprocessable(
+                "max_queued_calls_exceeded",
+                f"more than {self.max_queued_calls} calls are queued in this space",
+                None,
+            )
         to = str(params.get("to") or "")
-        callee = self.callee_for(to)
         now = time.monotonic()
         events = params.get("status_events")
         status_events = set(events) if isinstance(events, list) else {"ended"}
@@ -319,38 +256,112 @@ class Engine:
             segment_id=self.new_id(),
             from_=str(params.get("from") or ""),
             to=to,
-            callee=callee,
-            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            callee=self.callee_for(to),
+            created_at=_utc_now(),
             created_mono=now,
             url=params.get("url") if isinstance(params.get("url"), str) else None,
-            leg_type=_leg_type(to),
+            leg_type=leg_type(to),
             status_url=params.get("status_url"),
             status_events=frozenset(status_events),
             dial_params=params,
         )
         call.history.append("queued")
-        self.calls[call.id] = call
-        self._later(call.timers, _T_INITIATED, self._set_state, call, "initiated")
-        if callee.behavior == "fail":
-            self._later(call.timers, max(callee.after, _T_INITIATED), self._fail, call)
+        self._register(call)
+        self.dial_times.append(now)
+        if self.cps is None and not self._queue:
+            self._admit(call)
         else:
-            self._later(call.timers, _T_CREATED, self._set_state, call, "created")
-            self._later(call.timers, _T_RINGING, self._set_state, call, "ringing")
-            ring_timeout = params.get("timeout")
-            ring_limit = float(ring_timeout) if isinstance(ring_timeout, int | float) else None
-            if callee.behavior == "busy":
-                self._later(call.timers, _T_RINGING + callee.after, self.end, call, "busy")
-            elif callee.behavior == "no_answer" or (
-                ring_limit is not None and ring_limit < callee.after
-            ):
-                limit = ring_limit if ring_limit is not None else callee.after
-                if callee.behavior == "no_answer" and ring_limit is None:
-                    limit = callee.after
-                self._later(call.timers, _T_RINGING + limit, self.end, call, "noAnswer")
-            else:
-                self._later(call.timers, _T_RINGING + callee.after, self._answer, call)
+            call.waiting = True
+            self._queue.append(call)
+            self._waiting += 1
+            if self._pump_handle is None:
+                self._pump()
         self._notify()
         return call
+
+    def set_cps(self, cps: float | None) -> None:
+        """Change the pace; waiting calls follow it from now on."""
+        self.cps = cps
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
+        if cps is not None:
+            self._next_slot = min(self._next_slot, time.monotonic() + self.time_scale / cps)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Let the waiting dials start, one every ``1 / cps`` simulated seconds, in order."""
+        self._pump_handle = None
+        now = time.monotonic()
+        while self._queue:
+            call = self._queue[0]
+            if not call.waiting:  # ended (canceled) while it waited
+                self._queue.popleft()
+                continue
+            if self.cps is not None:
+                if now < self._next_slot:
+                    self._pump_handle = self.loop.call_later(self._next_slot - now, self._pump)
+                    return
+                self._next_slot = max(self._next_slot, now) + self.time_scale / self.cps
+            # (with the limit lifted while calls waited, they all go now)
+            self._queue.popleft()
+            call.waiting = False
+            self._waiting -= 1
+            self._admit(call)
+
+    def _admit(self, call: SimCall) -> None:
+        """The call leaves the queue: schedule its way to the callee's outcome."""
+        callee = call.callee
+        self.later(call.timers, _T_INITIATED, self._set_state, call, "initiated")
+        if callee.behavior == "fail":
+            self.later(call.timers, max(callee.after, _T_INITIATED), self._fail, call)
+            return
+        self.later(call.timers, _T_CREATED, self._set_state, call, "created")
+        self.later(call.timers, _T_RINGING, self._set_state, call, "ringing")
+        ring_timeout = call.dial_params.get("timeout")
+        ring_limit = float(ring_timeout) if isinstance(ring_timeout, int | float) else None
+        if callee.behavior == "busy":
+            self.later(call.timers, _T_RINGING + callee.after, self.end, call, "busy")
+        elif callee.behavior == "no_answer" or (
+            ring_limit is not None and ring_limit < callee.after
+        ):
+            limit = ring_limit if ring_limit is not None else callee.after
+            if callee.behavior == "no_answer" and ring_limit is None:
+                limit = callee.after
+            self.later(call.timers, _T_RINGING + limit, self.end, call, "noAnswer")
+        else:
+            self.later(call.timers, _T_RINGING + callee.after, self._answer, call)
+
+    def new_inbound(self, *, from_: str, to: str, url: str, callee: Callee | None) -> SimCall:
+        """A call from ``from_`` arriving at ``to``, to be handled by the SWML at ``url``.
+
+        It starts in ``created`` (the state the SWML request reports) and sends no
+        call-state webhooks; the caller behaves as ``callee`` (else the script of
+        ``from_``).
+        """
+        call_id = self.new_id()
+        call = SimCall(
+            id=call_id,
+            node_id=f"{self.new_id()}@sim",
+            segment_id=call_id,
+            from_=from_,
+            to=to,
+            callee=callee if callee is not None else self.callee_for(from_),
+            created_at=_utc_now(),
+            created_mono=time.monotonic(),
+            url=url,
+            status="created",
+            direction="inbound",
+            leg_type=leg_type(from_),
+            status_events=frozenset(),
+            started_mono=time.monotonic(),
+        )
+        call.history.append("created")
+        self._register(call)
+        self._notify()
+        return call
+
+    # ------------------------------------------------------------------ the state machine
 
     def _state_event(self, call: SimCall, state: str) -> None:
         if state not in call.status_events or not call.status_url:
@@ -384,25 +395,48 @@ class Engine:
     def _set_state(self, call: SimCall, state: str) -> None:
         if call.status not in ACTIVE_STATES:
             return
+        if call.status == "queued":
+            call.started_mono = time.monotonic()
+            self.start_times.append(call.started_mono)
         call.status = state
         call.history.append(state)
         self._state_event(call, state)
         self._notify()
 
     def _answer(self, call: SimCall) -> None:
-        if call.status not in _PRE_ANSWER:
+        if call.status not in PRE_ANSWER:
             return
         call.answered_mono = time.monotonic()
         self._set_state(call, "answered")
         callee = call.callee
         if callee.hangup_after is not None:
-            self._later(call.timers, callee.hangup_after, self.end, call, "hangup")
+            self.later(call.timers, callee.hangup_after, self.end, call, "hangup")
         if self.max_call_length > 0:
-            self._later(call.timers, self.max_call_length, self.end, call, "max_duration")
+            self.later(call.timers, self.max_call_length, self.end, call, "max_duration")
+
+    def answer(self, call: SimCall) -> None:
+        """Answer a call that is not answered yet (an inbound call's SWML ``answer``)."""
+        self._answer(call)
 
     def _fail(self, call: SimCall) -> None:
-        if call.status not in _PRE_ANSWER:
+        if call.status not in PRE_ANSWER:
             return
+        call.end_reason = "error"
+        self._finish(call, "failed")
+
+    def fail_inbound(self, call: SimCall, reason: str) -> None:
+        """Fail an inbound call whose SWML could not be fetched, read or run: ``reason``
+        goes to ``call.swml_error`` and to the log as a warning."""
+        if call.status in TERMINAL_STATES:
+            return
+        call.swml_error = reason
+        _log.warning("inbound call %s from %s failed: %s", call.id, call.from_, reason)
+        for timer in call.timers:
+            timer.cancel()
+        call.timers.clear()
+        for op in list(call.ops.values()):
+            if not op.done:
+                self._end_op_on_hangup(op)
         call.end_reason = "error"
         self._finish(call, "failed")
 
@@ -422,7 +456,7 @@ class Engine:
             call.history.append("ending")
             self._state_event(call, "ending")
             self._notify()
-            self._later(call.timers, _T_ENDING, self._finish, call, final)
+            self.later(call.timers, _T_ENDING, self._finish, call, final)
         else:
             self._finish(call, final)
 
@@ -432,14 +466,27 @@ class Engine:
         for timer in call.timers:
             timer.cancel()
         call.timers.clear()
+        if call.waiting:
+            call.waiting = False
+            self._waiting -= 1
         call.ended_mono = time.monotonic()
         call.status = final
         call.history.append(final)
+        self.live_calls -= 1
         self._state_event(call, "ended")
+        self._forget_old_calls(call)
         self._notify()
 
+    def _forget_old_calls(self, call: SimCall) -> None:
+        """Keep at most ``history_limit`` ended calls (the oldest go; commands get 404)."""
+        if self._history_limit is None:
+            return
+        self._ended.append(call.id)
+        while len(self._ended) > self._history_limit:
+            self.calls.pop(self._ended.popleft(), None)
+
     def leg(self, call: SimCall) -> dict[str, Any]:
-        """The spec 1.2 call-leg object for ``call``."""
+        """The call-leg object the platform answers every command with."""
         duration: int | None = None
         duration_ms: int | None = None
         billing_ms: int | None = None
@@ -453,7 +500,8 @@ class Engine:
                 billing_ms = duration_ms
                 minutes = max(1, math.ceil(seconds / 60.0))
                 charge = round(minutes * 0.004, 6)
-                details = [{"description": "Outbound Voice", "charge": charge}]
+                what = "Inbound Voice" if call.inbound else "Outbound Voice"
+                details = [{"description": what, "charge": charge}]
             else:
                 duration, duration_ms, billing_ms = 0, 0, 0
         return {
@@ -474,9 +522,10 @@ class Engine:
             "parent_id": None,
         }
 
-    # ------------------------------------------------------------------ update / end / misc
+    # ------------------------------------------------------------------ update / misc
 
     def update(self, call: SimCall, params: dict[str, Any]) -> None:
+        """``update``: cancel a call not yet answered, complete an answered one, redirect."""
         if call.status not in ACTIVE_STATES:
             raise ApiError.unprocessable(
                 "cannot_update_completed", "the call has already ended and cannot be updated", "id"
@@ -485,7 +534,7 @@ class Engine:
         if isinstance(params.get("status_url"), str):
             call.status_url = params["status_url"]
         if status == "canceled":
-            if call.status not in _PRE_ANSWER:
+            if call.status not in PRE_ANSWER:
                 raise ApiError.unprocessable(
                     "cannot_cancel_in_progress",
                     "status canceled is only allowed while the call is queued or ringing",
@@ -514,9 +563,58 @@ class Engine:
                 call.url = params["url"]
             self._notify()
 
-    # ------------------------------------------------------------------ operations: common
+    def refer(self, call: SimCall, params: dict[str, Any]) -> None:
+        """``calling.refer``: the SIP transfer succeeds shortly, then the call ends."""
+        if call.leg_type != "relay_sip_call":
+            raise ApiError.unprocessable(
+                "invalid_state", "calling.refer works on SIP calls only", "device"
+            )
+        device = params.get("device") or {}
+        to = (device.get("params") or {}).get("to")
+        status_url = params.get("status_url")
+
+        def send() -> None:
+            self.emit(
+                status_url if isinstance(status_url, str) else None,
+                "calling.call.refer",
+                {
+                    "call_id": call.id,
+                    "node_id": call.node_id,
+                    "segment_id": call.segment_id,
+                    "sip_refer_to": to,
+                    "state": "success",
+                    "sip_refer_response_code": "202",
+                    "sip_notify_response_code": "200",
+                },
+                call_id=call.id,
+                control_id=None,
+                state="success",
+            )
+            self.end(call, "hangup")
+
+        self.later(call.timers, 0.3, send)
+
+    def hangup(self, call: SimCall) -> None:
+        """The callee (or an inbound call's caller) hangs up now."""
+        self.end(call, "hangup")
+
+    # ------------------------------------------------------------------ operations
+
+    def start_operation(self, kind: str, call: SimCall, params: dict[str, Any]) -> Operation:
+        """Start an operation of ``kind`` on ``call`` through its registered handler."""
+        return OP_KINDS[kind].start(self, call, params)
+
+    def operation_action(
+        self, call: SimCall, kind: str, action: str, params: dict[str, Any]
+    ) -> Operation:
+        """Apply the sub-command ``action`` to the ``kind`` operation ``params["control_id"]``
+        (404 when the call has no such operation)."""
+        op = self.find_op(call, kind, str(params["control_id"]))
+        OP_KINDS[kind].actions[action](self, op, params)
+        return op
 
     def start_op(self, call: SimCall, kind: str, params: dict[str, Any]) -> Operation:
+        """Book a new operation (422 when its control id is taken by an active one)."""
         control_id = params["control_id"]
         existing = call.ops.get((kind, control_id))
         if existing is not None and not existing.done:
@@ -539,6 +637,7 @@ class Engine:
         return op
 
     def find_op(self, call: SimCall, kind: str, control_id: str) -> Operation:
+        """The ``kind`` operation ``control_id`` of ``call`` (404 when there is none)."""
         op = call.ops.get((kind, control_id))
         if op is None:
             raise ApiError.plain(404)
@@ -587,7 +686,8 @@ class Engine:
         if terminal:
             self._notify()
 
-    def _base(self, op: Operation) -> dict[str, Any]:
+    def base(self, op: Operation) -> dict[str, Any]:
+        """The params every event of ``op`` carries."""
         return {
             "call_id": op.call.id,
             "node_id": op.call.node_id,
@@ -595,590 +695,34 @@ class Engine:
         }
 
     def stop_op(self, op: Operation) -> None:
-        if op.done:
-            return
-        stopper = _STOPPERS[op.kind]
-        stopper(self, op, "stop")
+        """End ``op`` as its stop sub-command does (no-op once done)."""
+        if not op.done:
+            OP_KINDS[op.kind].end(self, op, "stop")
 
     def _end_op_on_hangup(self, op: Operation) -> None:
-        _STOPPERS[op.kind](self, op, "hangup")
+        OP_KINDS[op.kind].end(self, op, "hangup")
 
-    # ------------------------------------------------------------------ play
-
-    def _media_seconds(self, item: Mapping[str, Any]) -> float:
-        kind = item.get("type")
-        p = item.get("params") or {}
-        if kind == "tts":
-            return max(0.3, len(str(p.get("text", ""))) / _TTS_CHARS_PER_SECOND)
-        if kind == "silence":
-            return float(p.get("duration", 0.0))
-        if kind == "audio":
-            return float(self.audio_lengths.get(str(p.get("url")), 3.0))
-        if kind == "ringtone":
-            d = p.get("duration")
-            return float(d) if d is not None else math.inf
-        return 1.0
-
-    def play(self, call: SimCall, params: dict[str, Any]) -> Operation:
-        op = self.start_op(call, "play", params)
-        items = params.get("play") or []
-        loop = int(params.get("loop", 1))
-        once = sum(self._media_seconds(i) for i in items)
-        total = math.inf if loop == 0 and once > 0 else once * max(loop, 1)
-        broken = any(
-            i.get("type") == "audio" and (i.get("params") or {}).get("url") in self.unplayable
-            for i in items
-        )
-        op.data.update(volume=params.get("volume", 0), remaining=total, resumed=time.monotonic())
-        self.op_event(op, "playing", {**self._base(op), "state": "playing"})
-        if broken:
-            self._later(op.timers, 0.05, self._play_error, op)
-        elif math.isfinite(total):
-            self._later(op.timers, total, self._play_done, op)
-        return op
-
-    def _play_error(self, op: Operation) -> None:
-        if not op.done:
-            self.op_event(op, "error", {**self._base(op), "state": "error"}, terminal=True)
-
-    def _play_done(self, op: Operation, _why: str = "done") -> None:
-        if not op.done:
-            self.op_event(op, "finished", {**self._base(op), "state": "finished"}, terminal=True)
-
-    def pause(self, op: Operation, behavior: str | None = None) -> None:
+    def pause_clock(self, op: Operation) -> bool:
+        """Pause a timed operation (play, record): bank the time it has left and cancel its
+        timers. False when it is done or already paused."""
         if op.done or op.data.get("paused"):
-            return
-        elapsed = (time.monotonic() - op.data["resumed"]) / self.time_scale
-        op.data["remaining"] = op.data["remaining"] - elapsed
-        op.data["paused"] = time.monotonic()
-        if op.kind == "record":
-            op.data["behavior"] = behavior or "skip"
+            return False
+        now = time.monotonic()
+        op.data["remaining"] = op.data["remaining"] - (now - op.data["resumed"]) / self.time_scale
+        op.data["paused"] = now
         op.cancel_timers()
-        params = {**self._base(op), "state": "paused"}
-        if op.kind == "record":
-            params = self._record_params(op, "paused")
-            params["pause_behavior"] = op.data["behavior"]
-        self.op_event(op, "paused", params)
+        return True
 
-    def resume(self, op: Operation) -> None:
+    def resume_clock(self, op: Operation) -> float | None:
+        """Resume a paused operation's clock; the simulated seconds it was paused, or None
+        when it is done or not paused."""
         if op.done or not op.data.get("paused"):
-            return
-        paused_at = op.data.pop("paused")
-        paused_for = (time.monotonic() - paused_at) / self.time_scale
-        if op.kind == "record" and op.data.get("behavior", "skip") == "skip":
-            op.data["skipped"] = op.data.get("skipped", 0.0) + paused_for
-        op.data["resumed"] = time.monotonic()
-        if op.kind == "play":
-            self.op_event(op, "playing", {**self._base(op), "state": "playing"})
-            if math.isfinite(op.data["remaining"]):
-                self._later(op.timers, op.data["remaining"], self._play_done, op)
-        else:
-            self.op_event(op, "recording", self._record_params(op, "recording"))
-            if math.isfinite(op.data["remaining"]):
-                self._later(op.timers, op.data["remaining"], self._record_done, op, "done")
-
-    # ------------------------------------------------------------------ record
-
-    def record(self, call: SimCall, params: dict[str, Any]) -> Operation:
-        op = self.start_op(call, "record", params)
-        audio = dict((params.get("record") or {}).get("audio") or {})
-        callee = call.callee
-        initial_timeout = float(audio.get("initial_timeout", 4.0))
-        end_silence = float(audio.get("end_silence_timeout", 0.5))
-        max_length = float(audio.get("max_length", 0) or 0)
-        rec_id = self.new_id()
-        op.data.update(
-            audio=audio,
-            recording_id=rec_id,
-            url=f"https://{self.space}.signalwire.com/api/v1/recordings/{rec_id}/download",
-            start_time=time.time(),
-            resumed=time.monotonic(),
-            heard=False,
-        )
-        beep = 0.5 if audio.get("beep") else 0.0
-        talk = callee.talk
-        if talk <= 0 or (initial_timeout > 0 and callee.input_delay > initial_timeout):
-            length = initial_timeout + beep if initial_timeout > 0 else math.inf
-            outcome = "no_input" if initial_timeout > 0 else "done"
-        else:
-            op.data["heard"] = True
-            length = beep + callee.input_delay + talk + end_silence if end_silence > 0 else math.inf
-            outcome = "done"
-        if max_length > 0 and max_length < length:
-            length, outcome = max_length, "done"
-            op.data["heard"] = talk > 0
-        op.data["remaining"] = length
-        self.op_event(op, "recording", self._record_params(op, "recording"))
-        if math.isfinite(length):
-            self._later(op.timers, length, self._record_done, op, outcome)
-        return op
-
-    def _record_params(self, op: Operation, state: str) -> dict[str, Any]:
-        audio = op.data["audio"]
-        return {
-            **self._base(op),
-            "state": state,
-            "url": op.data["url"],
-            "recording_id": op.data["recording_id"],
-            "record": {
-                "audio": {
-                    "format": audio.get("format", "mp3"),
-                    "direction": audio.get("direction", "speak"),
-                    "stereo": bool(audio.get("stereo", False)),
-                }
-            },
-        }
-
-    def _record_done(self, op: Operation, why: str) -> None:
-        if op.done:
-            return
-        if op.data.get("paused"):
-            self.resume_silently(op)
-        elapsed = (time.monotonic() - op.started_at) / self.time_scale
-        duration = max(0.0, elapsed - op.data.get("skipped", 0.0))
-        heard = op.data["heard"] or (why in ("stop", "hangup") and op.call.callee.talk > 0)
-        state = "no_input" if why == "no_input" or not heard else "finished"
-        audio = op.data["audio"]
-        rate = 16000 * (2 if audio.get("stereo") else 1)
-        params = self._record_params(op, state)
-        params.update(
-            duration=round(duration, 3),
-            size=int(duration * rate) if state == "finished" else 0,
-            start_time=op.data["start_time"],
-            end_time=op.data["start_time"] + duration,
-        )
-        self.op_event(op, state, params, terminal=True)
-
-    def resume_silently(self, op: Operation) -> None:
-        paused_at = op.data.pop("paused")
-        if op.data.get("behavior", "skip") == "skip":
-            op.data["skipped"] = (
-                op.data.get("skipped", 0.0) + (time.monotonic() - paused_at) / self.time_scale
-            )
-
-    # ------------------------------------------------------------------ collect
-
-    def collect(self, call: SimCall, params: dict[str, Any]) -> Operation:
-        op = self.start_op(call, "collect", params)
-        op.data.update(
-            continuous=bool(params.get("continuous", False)),
-            partial=bool(params.get("partial_results", False)),
-            soi=bool(params.get("send_start_of_input", False)),
-            timers_started=params.get("start_input_timers", True) is not False,
-            input_started=False,
-            round=0,
-        )
-        self._collect_round(op)
-        return op
-
-    def _collect_event(
-        self,
-        op: Operation,
-        result: dict[str, Any],
-        *,
-        final: bool | None = None,
-        state: str | None = None,
-        terminal: bool = False,
-    ) -> None:
-        params = {**self._base(op), "result": result}
-        if op.data["partial"] and final is not None:
-            params["final"] = final
-        if op.data["continuous"]:
-            params["state"] = state or ("finished" if terminal else "collecting")
-        self.op_event(op, result["type"] if state is None else state, params, terminal=terminal)
-
-    def _collect_round(self, op: Operation) -> None:
-        """Schedule the callee's answer to one collect round (and the no-input timer)."""
-        call, params, callee = op.call, op.params, op.call.callee
-        digits_cfg = params.get("digits")
-        speech_cfg = params.get("speech")
-        initial_timeout = float(params.get("initial_timeout", 5.0))
-        op.data.update(initial_timeout=initial_timeout, input_started=False, no_input_timer=None)
-        continuous = op.data["continuous"]
-        idx_d = call.input_index["digits"]
-        idx_s = call.input_index["speech"]
-        if continuous:
-            d = callee.digits[idx_d] if idx_d < len(callee.digits) else None
-            s = callee.speech[idx_s] if idx_s < len(callee.speech) else None
-        else:
-            d = callee.input_for("digits", idx_d)
-            s = callee.input_for("speech", idx_s)
-        t0 = callee.input_delay
-        late = t0 >= initial_timeout
-        if late:
-            pass
-        elif callee.no_match and (d or s or callee.talk > 0):
-            self._later(op.timers, t0, self._collect_start_of_input, op)
-            self._later(op.timers, t0 + 0.5, self._collect_result, op, {"type": "no_match"})
-        elif digits_cfg is not None and d:
-            call.input_index["digits"] += 1
-            self._schedule_digits(op, digits_cfg, d, t0)
-        elif speech_cfg is not None and s:
-            call.input_index["speech"] += 1
-            self._schedule_speech(op, speech_cfg, s, t0)
-        elif d or s:
-            # The callee answers in a mode this collect does not listen to.
-            self._later(op.timers, t0, self._collect_start_of_input, op)
-            self._later(op.timers, t0 + 0.5, self._collect_result, op, {"type": "no_match"})
-        if op.data["timers_started"]:
-            self._arm_no_input(op)
-
-    def _arm_no_input(self, op: Operation) -> None:
-        if continuous_exhausted(op):
-            return
-        self._later(op.timers, op.data["initial_timeout"], self._collect_no_input, op)
-
-    def _collect_no_input(self, op: Operation) -> None:
-        if op.done or op.data["input_started"]:
-            return
-        self._collect_result(op, {"type": "no_input"})
-
-    def _collect_start_of_input(self, op: Operation) -> None:
-        if op.done or op.data["input_started"]:
-            return
-        op.data["input_started"] = True
-        if op.data["soi"]:
-            self._collect_event(op, {"type": "start_of_input"})
-
-    def _schedule_digits(
-        self, op: Operation, cfg: Mapping[str, Any], script: str, t0: float
-    ) -> None:
-        maximum = int(cfg.get("max", 1))
-        terminators = str(cfg.get("terminators", "#"))
-        digit_timeout = float(cfg.get("digit_timeout", 5.0))
-        interval = op.call.callee.digit_interval
-        pressed = ""
-        t = t0
-        self._later(op.timers, t0, self._collect_start_of_input, op)
-        for ch in script:
-            if terminators and ch in terminators:
-                self._later(
-                    op.timers,
-                    t,
-                    self._collect_result,
-                    op,
-                    {"type": "digit", "params": {"digits": pressed, "terminator": ch}},
-                )
-                return
-            pressed += ch
-            if len(pressed) >= maximum:
-                self._later(
-                    op.timers,
-                    t,
-                    self._collect_result,
-                    op,
-                    {"type": "digit", "params": {"digits": pressed, "terminator": ""}},
-                )
-                return
-            t += interval
-        result: dict[str, Any] = (
-            {"type": "digit", "params": {"digits": pressed, "terminator": ""}}
-            if pressed
-            else {"type": "no_input"}
-        )
-        self._later(op.timers, t - interval + digit_timeout, self._collect_result, op, result)
-
-    def _schedule_speech(self, op: Operation, cfg: Mapping[str, Any], text: str, t0: float) -> None:
-        words = text.split() or [text]
-        end_silence = float(cfg.get("end_silence_timeout", 1.0))
-        confidence = op.call.callee.confidence
-        self._later(op.timers, t0, self._collect_start_of_input, op)
-        t = t0
-        if op.data["partial"]:
-            for i in range(1, len(words)):
-                t = t0 + i * _SPEECH_WORD_SECONDS
-                partial = {
-                    "type": "speech",
-                    "params": {
-                        "text": " ".join(words[:i]),
-                        "confidence": round(confidence * 0.8, 3),
-                    },
-                }
-                self._later(op.timers, t, self._collect_partial, op, partial)
-        t = t0 + len(words) * _SPEECH_WORD_SECONDS + end_silence
-        self._later(
-            op.timers,
-            t,
-            self._collect_result,
-            op,
-            {"type": "speech", "params": {"text": text, "confidence": confidence}},
-        )
-
-    def _collect_partial(self, op: Operation, result: dict[str, Any]) -> None:
-        if not op.done:
-            self._collect_event(op, result, final=False)
-
-    def _collect_result(self, op: Operation, result: dict[str, Any]) -> None:
-        if op.done:
-            return
-        if op.data["continuous"]:
-            if result["type"] == "no_input":
-                # Continuous collects keep listening; silence is not reported.
-                op.data["exhausted"] = True
-                return
-            self._collect_event(op, result, final=True)
-            op.cancel_timers()
-            op.data["round"] += 1
-            self._collect_round(op)
-            return
-        self._collect_event(op, result, final=True, terminal=True)
-
-    def start_input_timers(self, op: Operation) -> None:
-        if op.done or op.data.get("timers_started"):
-            return
-        op.data["timers_started"] = True
-        self._arm_no_input(op)
-
-    # ------------------------------------------------------------------ detect
-
-    def detect(self, call: SimCall, params: dict[str, Any]) -> Operation:
-        op = self.start_op(call, "detect", params)
-        detect = params.get("detect") or {}
-        kind = detect.get("type", "machine")
-        dp = detect.get("params") or {}
-        timeout = float(params.get("timeout", 30.0))
-        callee = call.callee
-        op.data.update(dtype=kind)
-        plan: list[tuple[float, str, bool]] = []  # (at, event, beep)
-        finish_at = timeout
-        if kind == "machine":
-            initial_timeout = float(dp.get("initial_timeout", 4.5))
-            if callee.behavior == "voicemail":
-                t_machine = min(
-                    callee.greeting, float(dp.get("machine_voice_threshold", 1.25)) + 0.75
-                )
-                plan.append((t_machine, "MACHINE", False))
-                if dp.get("detect_message_end", True) is not False:
-                    plan.append((t_machine + 0.01, "NOT_READY", False))
-                    t_ready = max(callee.greeting, t_machine + 0.02)
-                    plan.append((t_ready, "READY", callee.beep))
-                    finish_at = t_ready + 0.01
-                else:
-                    finish_at = t_machine + 0.01
-            elif callee.behavior == "answer" and callee.talk > 0:
-                plan.append((min(1.0, initial_timeout), "HUMAN", False))
-                finish_at = min(1.0, initial_timeout) + 0.01
-            else:
-                plan.append((initial_timeout, "UNKNOWN", False))
-                finish_at = initial_timeout + 0.01
-        elif kind == "fax":
-            tone = dp.get("tone")
-            if callee.behavior == "fax" and (tone is None or str(tone).upper() == callee.fax_tone):
-                plan.append((1.0, callee.fax_tone, False))
-                finish_at = 1.01
-        elif kind == "digit":
-            wanted = str(dp.get("digits", "")).upper()
-            script = callee.input_for("digits", call.input_index["digits"]) or ""
-            t = callee.input_delay
-            for ch in script:
-                if not wanted or ch.upper() in wanted:
-                    plan.append((t, ch, False))
-                t += callee.digit_interval
-        for at, event, beep in plan:
-            if at < timeout:
-                self._later(op.timers, at, self._detect_event, op, event, beep)
-        self._later(op.timers, min(finish_at, timeout), self._detect_finished, op, "done")
-        return op
-
-    def _detect_params(self, op: Operation, event: str, beep: bool = False) -> dict[str, Any]:
-        inner: dict[str, Any] = {"event": event}
-        if beep:
-            inner["beep"] = True
-        return {
-            **self._base(op),
-            "segment_id": op.call.segment_id,
-            "detect": {"type": op.data["dtype"], "params": inner},
-        }
-
-    def _detect_event(self, op: Operation, event: str, beep: bool) -> None:
-        if not op.done:
-            self.op_event(op, event, self._detect_params(op, event, beep))
-
-    def _detect_finished(self, op: Operation, _why: str) -> None:
-        if not op.done:
-            self.op_event(op, "finished", self._detect_params(op, "finished"), terminal=True)
-
-    # ------------------------------------------------------------------ tap / stream
-
-    def tap(self, call: SimCall, params: dict[str, Any]) -> Operation:
-        op = self.start_op(call, "tap", params)
-        device = params.get("device") or {}
-        dparams = dict(device.get("params") or {})
-        dparams.setdefault("codec", "PCMU")
-        if device.get("type") == "rtp":
-            dparams.setdefault("ptime", 20)
-        op.data["tap"] = params.get("tap")
-        op.data["device"] = {"type": device.get("type"), "params": dparams}
-        self.op_event(op, "tapping", self._tap_params(op, "tapping"))
-        return op
-
-    def _tap_params(self, op: Operation, state: str) -> dict[str, Any]:
-        return {
-            **self._base(op),
-            "state": state,
-            "tap": op.data["tap"],
-            "device": op.data["device"],
-        }
-
-    def _tap_done(self, op: Operation, _why: str) -> None:
-        if not op.done:
-            self.op_event(op, "finished", self._tap_params(op, "finished"), terminal=True)
-
-    def stream(self, call: SimCall, params: dict[str, Any]) -> Operation:
-        op = self.start_op(call, "stream", params)
-        self.op_event(op, "streaming", self._stream_params(op, "streaming"))
-        return op
-
-    def _stream_params(self, op: Operation, state: str) -> dict[str, Any]:
-        p = {
-            **self._base(op),
-            "segment_id": op.call.segment_id,
-            "state": state,
-            "url": op.params.get("url"),
-        }
-        if isinstance(op.params.get("name"), str):
-            p["name"] = op.params["name"]
-        return p
-
-    def _stream_done(self, op: Operation, _why: str) -> None:
-        if not op.done:
-            self.op_event(op, "finished", self._stream_params(op, "finished"), terminal=True)
-
-    # ------------------------------------------------------------------ transcribe
-
-    def transcribe(self, call: SimCall, params: dict[str, Any]) -> Operation:
-        if call.transcribe is not None and not call.transcribe.done:
-            raise ApiError.plain(409)
-        op = self.start_op(call, "transcribe", params)
-        op.state = "transcribing"
-        op.history.append("transcribing")
-        call.transcribe = op
-        self._notify()
-        return op
-
-    def _transcribe_done(self, op: Operation, _why: str) -> None:
-        if op.done:
-            return
-        op.done = True
-        op.state = "finished"
-        op.history.append("finished")
-        call = op.call
-        if call.transcribe is op:
-            call.transcribe = None
-        self._notify()
-        # The transcript is ready a moment after the recording stops.
-        self._loop.call_later(0.2 * self.time_scale, self._transcript_ready, op)
-
-    def _transcript_ready(self, op: Operation) -> None:
-        callee = op.call.callee
-        params: dict[str, Any] = {
-            "id": self.new_id(),
-            "call_id": op.call.id,
-            "segment_id": op.call.segment_id,
-        }
-        if callee.transcribe_fails:
-            event_type, state = "calling.transcript.failed", "failed"
-        else:
-            event_type, state = "calling.transcript.completed", "completed"
-            text = callee.transcript
-            if text is None and callee.speech:
-                text = " ".join(callee.speech)
-            if text is None and callee.digits == () and callee.talk > 0:
-                text = "hello"
-            if text:
-                params["text"] = text
-        op.history.append(state)
-        self.emit(
-            op.status_url,
-            event_type,
-            params,
-            call_id=op.call.id,
-            control_id=op.control_id,
-            state=state,
-        )
-
-    # ------------------------------------------------------------------ refer
-
-    def refer(self, call: SimCall, params: dict[str, Any]) -> None:
-        if call.leg_type != "relay_sip_call":
-            raise ApiError.unprocessable(
-                "invalid_state", "calling.refer works on SIP calls only", "device"
-            )
-        device = params.get("device") or {}
-        to = (device.get("params") or {}).get("to")
-        status_url = params.get("status_url")
-
-        def send() -> None:
-            self.emit(
-                status_url if isinstance(status_url, str) else None,
-                "calling.call.refer",
-                {
-                    "call_id": call.id,
-                    "node_id": call.node_id,
-                    "segment_id": call.segment_id,
-                    "sip_refer_to": to,
-                    "state": "success",
-                    "sip_refer_response_code": "202",
-                    "sip_notify_response_code": "200",
-                },
-                call_id=call.id,
-                control_id=None,
-                state="success",
-            )
-            self.end(call, "hangup")
-
-        self._later(call.timers, 0.3, send)
-
-    def hangup(self, call: SimCall) -> None:
-        """The callee hangs up now."""
-        self.end(call, "hangup")
+            return None
+        now = time.monotonic()
+        paused_at: float = op.data.pop("paused")
+        op.data["resumed"] = now
+        return (now - paused_at) / self.time_scale
 
 
-def continuous_exhausted(op: Operation) -> bool:
-    return bool(
-        op.data.get("continuous") and op.data.get("round", 0) > 0 and op.data.get("exhausted")
-    )
-
-
-def _stop_play(engine: Engine, op: Operation, why: str) -> None:
-    engine._play_done(op, why)
-
-
-def _stop_record(engine: Engine, op: Operation, why: str) -> None:
-    engine._record_done(op, why)
-
-
-def _stop_collect(engine: Engine, op: Operation, why: str) -> None:
-    if op.done:
-        return
-    if why == "hangup":
-        engine._collect_event(
-            op,
-            {"type": "error"},
-            final=True,
-            terminal=True,
-            state="error" if op.data["continuous"] else None,
-        )
-    else:
-        engine._collect_event(
-            op,
-            {"type": "no_input"},
-            final=True,
-            terminal=True,
-            state="finished" if op.data["continuous"] else None,
-        )
-
-
-def _stop_detect(engine: Engine, op: Operation, why: str) -> None:
-    engine._detect_finished(op, why)
-
-
-_STOPPERS: dict[str, Callable[[Engine, Operation, str], None]] = {
-    "play": _stop_play,
-    "record": _stop_record,
-    "collect": _stop_collect,
-    "detect": _stop_detect,
-    "tap": lambda e, op, why: e._tap_done(op, why),
-    "stream": lambda e, op, why: e._stream_done(op, why),
-    "transcribe": lambda e, op, why: e._transcribe_done(op, why),
-}
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -3,13 +3,46 @@
 Rates are shares in 0..1 decided by one seeded random stream per kind of fault, so
 the k-th decision of a kind is the same in every run with the same seed. Rules target
 the N-th webhook (or command) matching a filter. A plan may be changed during a test.
+
+A plan can also be written as JSON (``FaultPlan.load(path)``, ``FaultPlan.from_dict``,
+``signalwire-calls simulator --faults FILE.json``), so a chaos run works across
+processes. Every key is optional; durations are simulated seconds::
+
+    {
+      "seed": 7,
+      "webhook_delay": 0.5, "webhook_jitter": 0.5,
+      "drop_rate": 0.05, "duplicate_rate": 0.1, "reorder_rate": 0.1,
+      "terminal_first_rate": 0.0,
+      "rate_limit_rate": 0.05, "retry_after": 1.0,
+      "server_error_rate": 0.01, "server_error_status": 503,
+      "reset_rate": 0.0,
+      "events_before_response": false,
+      "webhook_rules": [
+        {"action": "drop", "event_type": "calling.call.play", "state": "finished",
+         "control_id": null, "nth": 1, "count": 1},
+        {"action": "delay", "delay": 5.0, "event_type": "calling.call.state"}
+      ],
+      "command_rules": [
+        {"action": "status", "status": 429, "command": "dial", "nth": 1, "count": 2,
+         "retry_after": 2.0},
+        {"action": "reset", "command": "dial", "after_processing": true}
+      ]
+    }
+
+Webhook rule actions: ``drop``, ``duplicate``, ``delay`` (by ``delay`` seconds),
+``reorder``; command rule actions: ``status`` (answer ``status``, with ``Retry-After:
+retry_after`` when given) and ``reset`` (close the connection, after carrying the
+command out when ``after_processing``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, cast
 
 __all__ = ["CommandFault", "CommandRule", "FaultPlan", "WebhookFault", "WebhookRule"]
 
@@ -207,6 +240,60 @@ class FaultPlan:
         self.command_rules.append(rule)
         return rule
 
+    # ------------------------------------------------------------------ JSON form
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FaultPlan:
+        """Build a plan from its JSON form (see the module docstring).
+
+        Raises :class:`ValueError` naming the offending key, e.g.
+        ``webhook_rules[1].action: must be one of ...``.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError("fault plan: must be a JSON object")
+        settings = {f.name: f for f in fields(cls) if not f.name.startswith("_")}
+        unknown = sorted(set(data) - set(settings))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a fault plan setting")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == "webhook_rules":
+                values[name] = _rules(value, name, _WEBHOOK_RULE_KEYS, _webhook_rule)
+            elif name == "command_rules":
+                values[name] = _rules(value, name, _COMMAND_RULE_KEYS, _command_rule)
+            elif name == "events_before_response":
+                values[name] = _bool(value, name)
+            elif name in ("seed", "server_error_status"):
+                values[name] = _int(value, name)
+            else:
+                values[name] = _float(value, name)
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FaultPlan:
+        """Read a plan from a JSON file (see :meth:`from_dict`)."""
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"fault plan: not JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of this plan (rule counters are left out)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name.startswith("_") or f.name in ("webhook_rules", "command_rules"):
+                continue
+            out[f.name] = getattr(self, f.name)
+        out["webhook_rules"] = [
+            {k: getattr(r, k) for k in sorted(_WEBHOOK_RULE_KEYS)} for r in self.webhook_rules
+        ]
+        out["command_rules"] = [
+            {k: getattr(r, k) for k in sorted(_COMMAND_RULE_KEYS)} for r in self.command_rules
+        ]
+        return out
+
     def clear(self) -> None:
         """Remove every rule and set every rate back to zero."""
         self.webhook_delay = self.webhook_jitter = 0.0
@@ -302,3 +389,97 @@ class FaultPlan:
         if self._chance("server_error", self.server_error_rate):
             return CommandFault("status", self.server_error_status)
         return None
+
+
+# ---------------------------------------------------------------------------- JSON helpers
+
+_WEBHOOK_ACTIONS = ("drop", "duplicate", "delay", "reorder")
+_COMMAND_ACTIONS = ("status", "reset")
+_WEBHOOK_RULE_KEYS = frozenset(
+    ("action", "event_type", "state", "control_id", "nth", "count", "delay")
+)
+_COMMAND_RULE_KEYS = frozenset(
+    ("action", "status", "command", "nth", "count", "retry_after", "after_processing")
+)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: must be true or false")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{where}: must be an integer")
+    return value
+
+
+def _float(value: Any, where: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{where}: must be a number")
+    if value < 0:
+        raise ValueError(f"{where}: must be >= 0")
+    return float(value)
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{where}: must be a string or null")
+    return value
+
+
+def _count(rule: Mapping[str, Any], key: str, where: str) -> int:
+    value = _int(rule.get(key, 1), f"{where}.{key}")
+    if value < 1:
+        raise ValueError(f"{where}.{key}: must be >= 1")
+    return value
+
+
+def _rules(value: Any, name: str, keys: frozenset[str], build: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{name}: must be a list of rule objects")
+    out = []
+    for i, rule in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(rule, Mapping):
+            raise ValueError(f"{where}: must be an object")
+        unknown = sorted(set(rule) - keys)
+        if unknown:
+            raise ValueError(f"{where}.{unknown[0]}: not a rule setting")
+        out.append(build(rule, where))
+    return out
+
+
+def _webhook_rule(rule: Mapping[str, Any], where: str) -> WebhookRule:
+    action = rule.get("action")
+    if action not in _WEBHOOK_ACTIONS:
+        raise ValueError(f"{where}.action: must be one of {', '.join(_WEBHOOK_ACTIONS)}")
+    return WebhookRule(
+        cast("WebhookAction", action),
+        event_type=_opt_str(rule.get("event_type"), f"{where}.event_type"),
+        state=_opt_str(rule.get("state"), f"{where}.state"),
+        control_id=_opt_str(rule.get("control_id"), f"{where}.control_id"),
+        nth=_count(rule, "nth", where),
+        count=_count(rule, "count", where),
+        delay=_float(rule.get("delay", 0.0), f"{where}.delay"),
+    )
+
+
+def _command_rule(rule: Mapping[str, Any], where: str) -> CommandRule:
+    action = rule.get("action")
+    if action not in _COMMAND_ACTIONS:
+        raise ValueError(f"{where}.action: must be one of {', '.join(_COMMAND_ACTIONS)}")
+    status = _int(rule.get("status", 500 if action == "status" else 0), f"{where}.status")
+    if action == "status" and not 400 <= status <= 599:
+        raise ValueError(f"{where}.status: must be an HTTP error status (400..599)")
+    retry_after = rule.get("retry_after")
+    return CommandRule(
+        cast("CommandAction", action),
+        status=status,
+        command=_opt_str(rule.get("command"), f"{where}.command"),
+        nth=_count(rule, "nth", where),
+        count=_count(rule, "count", where),
+        retry_after=None if retry_after is None else _float(retry_after, f"{where}.retry_after"),
+        after_processing=_bool(rule.get("after_processing", False), f"{where}.after_processing"),
+    )

@@ -15,37 +15,11 @@ import msgspec
 
 from ..errors import ValidationError
 from ._engine import CURRENT_STATUS_EVENTS, OLD_STATUS_EVENTS, ApiError
+from ._wire import CONTROL_KINDS
 
 __all__ = ["CONTROL_KINDS", "ParsedCommand", "parse_command"]
 
 _decode = msgspec.json.Decoder().decode
-
-# Commands that start an operation -> operation kind.
-CONTROL_KINDS: dict[str, str] = {
-    "calling.play": "play",
-    "calling.record": "record",
-    "calling.collect": "collect",
-    "calling.detect": "detect",
-    "calling.tap": "tap",
-    "calling.stream": "stream",
-    "calling.transcribe": "transcribe",
-}
-# Sub-commands -> (operation kind, action).
-SUB_COMMANDS: dict[str, tuple[str, str]] = {
-    "calling.play.pause": ("play", "pause"),
-    "calling.play.resume": ("play", "resume"),
-    "calling.play.stop": ("play", "stop"),
-    "calling.play.volume": ("play", "volume"),
-    "calling.record.pause": ("record", "pause"),
-    "calling.record.resume": ("record", "resume"),
-    "calling.record.stop": ("record", "stop"),
-    "calling.collect.stop": ("collect", "stop"),
-    "calling.collect.start_input_timers": ("collect", "start_input_timers"),
-    "calling.detect.stop": ("detect", "stop"),
-    "calling.tap.stop": ("tap", "stop"),
-    "calling.transcribe.stop": ("transcribe", "stop"),
-    "calling.stream.stop": ("stream", "stop"),
-}
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _FIELD = re.compile(r"field `(?P<name>[^`]+)`")

@@ -17,10 +17,12 @@ import msgspec
 from aiohttp import web
 
 from ._callees import Callee, load_callees
-from ._engine import TERMINAL_STATES, ApiError, Engine, Operation, SimCall
+from ._engine import DEFAULT_MAX_QUEUED_CALLS, TERMINAL_STATES, ApiError, Engine, Operation, SimCall
 from ._faults import FaultPlan
-from ._protocol import CONTROL_KINDS, SUB_COMMANDS, parse_command, peek_command
+from ._inbound import place_inbound
+from ._protocol import parse_command, peek_command
 from ._webhooks import WebhookRecord, WebhookSender
+from ._wire import START, SUB_COMMANDS, WIRE_COMMANDS
 
 __all__ = ["ReceivedCommand", "Simulator"]
 
@@ -67,6 +69,16 @@ class Simulator:
 
     Every simulated duration is multiplied by ``time_scale`` (0.01 runs a 30 s call flow
     in 0.3 s). ``faults`` is a :class:`FaultPlan` that may be changed during a test.
+
+    ``cps`` paces dials as the platform does: at most that many calls per simulated
+    second leave ``queued`` (first in, first out; the platform's default is 1); the others
+    wait, still answered 200 ``queued``, and may be canceled while they wait. Past
+    ``max_queued_calls`` waiting dials a dial is refused with 422
+    ``max_queued_calls_exceeded``. ``cps=None`` starts every call at once. Tests that
+    dial many calls at once and do not test pacing should pass ``cps=None``.
+
+    ``history_limit`` bounds what is kept for introspection: commands, webhooks, dial and
+    start times, and ended calls (the oldest are forgotten, and commands on them get 404).
     """
 
     def __init__(
@@ -92,9 +104,19 @@ class Simulator:
         webhook_timeout: float = 10.0,
         history_limit: int | None = None,
         allow_external_webhooks: bool = False,
+        cps: float | None = 1.0,
+        max_queued_calls: int = DEFAULT_MAX_QUEUED_CALLS,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale: must be > 0")
+        if cps is not None and not cps > 0:
+            raise ValueError("cps: must be > 0 (or None for no limit)")
+        if max_queued_calls < 0:
+            raise ValueError("max_queued_calls: must be >= 0")
+        if history_limit is not None and history_limit < 1:
+            raise ValueError("history_limit: must be >= 1 (or None to keep everything)")
+        self._cps = cps
+        self.max_queued_calls = max_queued_calls
         self.project = project
         self.token = token
         self.signing_key = signing_key
@@ -145,10 +167,25 @@ class Simulator:
         await self.aclose()
 
     async def start(self) -> None:
-        """Bind the server and start the webhook sender."""
+        """Bind the server, then start the webhook sender.
+
+        Binding comes first, so a port already in use raises :class:`OSError` with
+        nothing left open.
+        """
         if self._runner is not None or self._closed:
             raise RuntimeError("Simulator: already started (or closed); use a new instance")
         self._commands_map = _load_commands()
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_post(PATH, self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
         concurrency, attempts, backoff, timeout = self._webhook_settings
         self._sender = WebhookSender(
             signing_key=self.signing_key,
@@ -173,14 +210,10 @@ class Simulator:
             unplayable=self.unplayable,
             history_limit=self._history_limit,
             notify=self._notify,
+            cps=self._cps,
+            max_queued_calls=self.max_queued_calls,
         )
-        app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_post(PATH, self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
-        await site.start()
-        address = self._runner.addresses[0]
+        address = runner.addresses[0]
         self.port = int(address[1])
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._base_url = f"http://{host}:{self.port}"
@@ -191,12 +224,7 @@ class Simulator:
             return
         self._closed = True
         if self._engine is not None:
-            self._engine.closed = True
-            for call in self._engine.calls.values():
-                for timer in call.timers:
-                    timer.cancel()
-                for op in call.ops.values():
-                    op.cancel_timers()
+            self._engine.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._sender is not None:
@@ -250,6 +278,47 @@ class Simulator:
         return self._engine.webhooks
 
     @property
+    def cps(self) -> float | None:
+        """Calls per simulated second that may leave ``queued`` (None: no limit).
+
+        May be changed at any time; calls already waiting then follow the new pace.
+        """
+        return self._cps
+
+    @cps.setter
+    def cps(self, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError("cps: must be > 0 (or None for no limit)")
+        self._cps = value
+        if self._engine is not None:
+            self._engine.set_cps(value)
+
+    @property
+    def dial_times(self) -> deque[float]:
+        """``time.monotonic()`` of each accepted dial, in arrival order."""
+        return self._engine.dial_times if self._engine is not None else deque()
+
+    @property
+    def start_times(self) -> deque[float]:
+        """``time.monotonic()`` of each dialled call leaving ``queued``, in that order."""
+        return self._engine.start_times if self._engine is not None else deque()
+
+    @property
+    def live_calls(self) -> int:
+        """Calls (dialled or inbound) not yet in a terminal state."""
+        return self._engine.live_calls if self._engine is not None else 0
+
+    @property
+    def peak_live_calls(self) -> int:
+        """The most calls that were live at the same time."""
+        return self._engine.peak_live_calls if self._engine is not None else 0
+
+    @property
+    def queued_calls(self) -> int:
+        """Dials waiting for their turn under the ``cps`` limit."""
+        return self._engine.queued_calls if self._engine is not None else 0
+
+    @property
     def auth_header(self) -> str:
         """The ``Authorization`` header value a client must send."""
         return self._auth
@@ -270,6 +339,27 @@ class Simulator:
         if call is None:
             raise KeyError(call_id)
         self.engine.hangup(call)
+
+    async def place_inbound(
+        self,
+        *,
+        from_: str,
+        to: str,
+        url: str,
+        callee: Callee | None = None,
+    ) -> SimCall:
+        """Place an inbound call from ``from_`` to ``to``, handled by the SWML at ``url``.
+
+        The simulator POSTs the platform's signed SWML request to ``url`` and runs the
+        SWML it answers (``answer``, ``sleep``, ``play``, ``hangup``); the call then takes
+        REST commands like any other. The caller behaves as ``callee`` (digits, speech,
+        talk, ``hangup_after``; default: the script of ``from_``). Returns once the SWML
+        was fetched and started. A failure (unreachable or non-loopback URL, non-2xx
+        answer, unreadable or unsupported SWML) does not raise: the call ends
+        ``failed`` with the reason in ``SimCall.swml_error``, logged as a warning.
+        An inbound call sends no call-state webhooks.
+        """
+        return await place_inbound(self.engine, from_=from_, to=to, url=url, callee=callee)
 
     def operation(self, call_id: str, control_id: str, kind: str | None = None) -> Operation:
         """The operation ``control_id`` on ``call_id`` (of ``kind`` when given)."""
@@ -459,6 +549,8 @@ class Simulator:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if self._engine is None or self._engine.closed:  # starting up or shutting down
+            return self._status_fault(503, None)
         record: ReceivedCommand | None = None
         try:
             self._check_auth(request)
@@ -562,25 +654,13 @@ class Simulator:
                 "invalid_state", f"the call is {call.status}, not answered", None
             )
         first: WebhookRecord | None = None
-        start_kind = CONTROL_KINDS.get(command)
-        if start_kind is not None:
-            op: Operation = getattr(engine, start_kind)(call, params)
-            first = op.first_record
-        elif command in SUB_COMMANDS:
-            kind, action = SUB_COMMANDS[command]
-            op = engine.find_op(call, kind, str(params["control_id"]))
-            if action == "stop":
-                engine.stop_op(op)
-            elif action == "pause":
-                engine.pause(op, params.get("behavior"))
-            elif action == "resume":
-                engine.resume(op)
-            elif action == "volume":
-                op.data["volume"] = params.get("volume")
-            else:
-                engine.start_input_timers(op)
-        else:
+        route = WIRE_COMMANDS.get(command)
+        if route is None:
             self._misc(engine, call, command, params)
+        elif route[1] == START:
+            first = engine.start_operation(route[0], call, params).first_record
+        else:
+            engine.operation_action(call, route[0], route[1], params)
         self._notify()
         return engine.leg(call), first
 

@@ -231,6 +231,35 @@ class WebhookSender:
                 self._local_urls[url] = local
         return local
 
+    async def post_signed(self, url: str, body: bytes, *, limit: int) -> tuple[int, bytes]:
+        """POST ``body`` to ``url`` signed like a webhook and return the answer's status and
+        body (one attempt, no retry).
+
+        Raises :class:`PermissionError` for a non-loopback ``url`` unless external
+        webhooks are allowed, :class:`ValueError` for an answer longer than ``limit``
+        bytes, and ``aiohttp.ClientError``/``OSError``/``TimeoutError`` when the request
+        fails.
+        """
+        if self._session is None:
+            raise RuntimeError("the webhook sender is not started")
+        if not self.allow_external and not self._is_local(url):
+            raise PermissionError(
+                f"{url} is not a loopback address "
+                "(Simulator(allow_external_webhooks=True) allows it)"
+            )
+        headers = {"Content-Type": "application/json"}
+        if self.signing_key:
+            headers.update(sign(self.signing_key, url, body))
+        async with self._session.post(url, data=body, headers=headers) as resp:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(65536):
+                size += len(chunk)
+                if size > limit:
+                    raise ValueError(f"the answer is longer than {limit} bytes")
+                chunks.append(chunk)
+            return resp.status, b"".join(chunks)
+
     async def _deliver(self, record: WebhookRecord) -> bool:
         """POST once; True when the webhook should be tried again."""
         assert self._session is not None

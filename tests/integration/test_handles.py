@@ -155,7 +155,7 @@ async def test_collect_speech_with_partials(sim: Simulator, session: CallSession
 
 async def test_collect_no_input(sim: Simulator, session: CallSession) -> None:
     call = await answered_call(sim, session, Callee.answers(after=0.5, silent=True))
-    menu = await call.collect(digits=Digits(max=1), initial_timeout=1.0)
+    menu = await call.collect(digits=Digits(max=1), initial_timeout=1.0, start_input_timers=True)
     assert (await menu.finished(timeout=T)).kind == "no_input"
 
 

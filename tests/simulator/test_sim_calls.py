@@ -293,3 +293,30 @@ async def test_transfer_and_disconnect(client: Client, sim: Simulator) -> None:
     await client.ok("calling.disconnect", {}, call_id)
     assert sim.calls[call_id].transfers == ["+15550001111"]
     assert sim.calls[call_id].status == "answered"
+
+
+async def test_history_limit_forgets_the_oldest_ended_calls() -> None:
+    import aiohttp
+
+    async with (
+        Simulator(time_scale=0.01, cps=None, history_limit=2) as sim,
+        aiohttp.ClientSession() as session,
+    ):
+        client = Client(sim, session)
+        sim.script("*", Callee.busy(after=0.1))
+        ids = [await client.dial(f"+1555070000{i}") for i in range(4)]
+
+        def all_ended() -> bool:
+            return all(c not in sim.calls or sim.calls[c].ended for c in ids)
+
+        await sim.wait_for(all_ended)
+        assert sim.live_calls == 0
+        assert len(sim.calls) == 2
+        assert len(sim.dial_times) == 2
+        forgotten = [c for c in ids if c not in sim.calls]
+        assert len(forgotten) == 2
+        status, _ = await client.send("calling.end", {}, forgotten[0])
+        assert status == 404
+        assert sim.live_calls == 0
+    with pytest.raises(ValueError, match="history_limit"):
+        Simulator(history_limit=0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -216,5 +219,93 @@ async def test_faults_can_be_replaced(client: Client, sim: Simulator) -> None:
     status, _ = await client.send("calling.end", {}, "x")
     assert status == 500
     sim.faults = FaultPlan()
+    status, _ = await client.send("calling.end", {}, "x")
+    assert status == 404
+
+
+# ---------------------------------------------------------------------------- JSON form
+
+
+def test_fault_plan_from_dict_round_trip(tmp_path: Path) -> None:
+    data = {
+        "seed": 7,
+        "duplicate_rate": 0.1,
+        "reorder_rate": 0.2,
+        "rate_limit_rate": 0.05,
+        "retry_after": 2,
+        "webhook_delay": 0.5,
+        "events_before_response": True,
+        "server_error_status": 503,
+        "webhook_rules": [
+            {"action": "drop", "event_type": "calling.call.play", "state": "finished"},
+            {"action": "delay", "delay": 5, "nth": 2, "count": 3},
+        ],
+        "command_rules": [
+            {"action": "status", "status": 429, "command": "dial", "count": 2, "retry_after": 1},
+            {"action": "reset", "command": "dial", "after_processing": True},
+        ],
+    }
+    plan = FaultPlan.from_dict(data)
+    assert (plan.seed, plan.duplicate_rate, plan.retry_after) == (7, 0.1, 2.0)
+    assert plan.events_before_response is True
+    first, second = plan.webhook_rules
+    assert (first.action, first.event_type, first.state, first.nth) == (
+        "drop",
+        "calling.call.play",
+        "finished",
+        1,
+    )
+    assert (second.action, second.delay, second.nth, second.count) == ("delay", 5.0, 2, 3)
+    status, reset = plan.command_rules
+    assert (status.action, status.status, status.count, status.retry_after) == (
+        "status",
+        429,
+        2,
+        1.0,
+    )
+    assert (reset.action, reset.after_processing) == ("reset", True)
+    again = FaultPlan.from_dict(plan.to_dict())
+    assert again.to_dict() == plan.to_dict()
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    assert FaultPlan.load(path).to_dict() == plan.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ([], "JSON object"),
+        ({"drop_rat": 0.1}, "drop_rat: not a fault plan setting"),
+        ({"drop_rate": 2}, "drop_rate"),
+        ({"drop_rate": "often"}, "drop_rate: must be a number"),
+        ({"seed": 1.5}, "seed: must be an integer"),
+        ({"events_before_response": 1}, "events_before_response: must be true or false"),
+        ({"webhook_rules": {}}, "webhook_rules: must be a list"),
+        ({"webhook_rules": [{"action": "explode"}]}, r"webhook_rules\[0\].action"),
+        ({"webhook_rules": [{"action": "drop", "nth": 0}]}, r"webhook_rules\[0\].nth"),
+        ({"webhook_rules": [{"action": "drop", "stat": "x"}]}, r"webhook_rules\[0\].stat"),
+        ({"command_rules": [{"action": "status", "status": 200}]}, r"command_rules\[0\].status"),
+        ({"command_rules": [{"action": "reset", "command": 5}]}, r"command_rules\[0\].command"),
+        ({"webhook_delay": -1}, "webhook_delay: must be >= 0"),
+    ],
+)
+def test_fault_plan_from_dict_names_the_field(data: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        FaultPlan.from_dict(data)
+
+
+def test_fault_plan_load_rejects_non_json(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text("{nope")
+    with pytest.raises(ValueError, match="not JSON"):
+        FaultPlan.load(path)
+
+
+async def test_a_loaded_plan_acts(client: Client, sim: Simulator) -> None:
+    sim.faults = FaultPlan.from_dict(
+        {"command_rules": [{"action": "status", "status": 503, "command": "calling.end"}]}
+    )
+    status, _ = await client.send("calling.end", {}, "x")
+    assert status == 503
     status, _ = await client.send("calling.end", {}, "x")
     assert status == 404

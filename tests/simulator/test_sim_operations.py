@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -279,7 +280,13 @@ async def test_collect_digits_then_digit_timeout(
 
 async def test_collect_no_input(client: Client, sim: Simulator, receiver: Receiver) -> None:
     events = await collect(
-        client, sim, receiver, Callee.answers(), digits={"max": 1}, initial_timeout=2
+        client,
+        sim,
+        receiver,
+        Callee.answers(),
+        digits={"max": 1},
+        initial_timeout=2,
+        start_input_timers=True,
     )
     assert [e["result"] for e in events] == [{"type": "no_input"}]
 
@@ -368,6 +375,60 @@ async def test_collect_start_input_timers(
     await client.ok("calling.collect.start_input_timers", {"control_id": "c"}, call_id)
     await finished(sim, call_id, "c")
     assert collect_results(receiver, "c") == [{"type": "no_input"}]
+
+
+@pytest.mark.parametrize("field", ["absent", False, True])
+async def test_collect_initial_timeout_follows_start_input_timers(
+    client: Client, sim: Simulator, receiver: Receiver, field: object
+) -> None:
+    """The documented default (false) holds the initial-timeout clock until
+    ``calling.collect.start_input_timers``; only ``true`` arms it at once."""
+    sim.script(PHONE, Callee.answers(silent=True))
+    call_id = await client.answered_call(PHONE)
+    body: dict[str, Any] = {
+        "control_id": "c",
+        "digits": {"max": 1},
+        "initial_timeout": 1,
+        "status_url": receiver.url(),
+    }
+    if field != "absent":
+        body["start_input_timers"] = field
+    await client.ok("calling.collect", body, call_id)
+    if field is True:
+        await finished(sim, call_id, "c")
+        assert collect_results(receiver, "c") == [{"type": "no_input"}]
+        return
+    # Ten times the initial timeout, simulated: nothing may have happened.
+    await asyncio.sleep(10 * sim.time_scale)
+    assert not sim.operation(call_id, "c").done
+    assert sim.webhooks_for(control_id="c") == []
+    await client.ok("calling.collect.start_input_timers", {"control_id": "c"}, call_id)
+    await finished(sim, call_id, "c")
+    assert collect_results(receiver, "c") == [{"type": "no_input"}]
+    op = sim.operation(call_id, "c")
+    assert sim.engine.sim_now(op.started_at) >= 10 + 1
+
+
+@pytest.mark.parametrize(("start_timers", "heard"), [(True, False), (False, True)])
+async def test_collect_slow_callee_is_heard_only_while_the_clock_waits(
+    client: Client, sim: Simulator, receiver: Receiver, start_timers: bool, heard: bool
+) -> None:
+    callee = Callee.answers(digits="5").with_(input_delay=3.0)
+    events = await collect(
+        client,
+        sim,
+        receiver,
+        callee,
+        digits={"max": 1},
+        initial_timeout=2,
+        start_input_timers=start_timers,
+    )
+    expected = (
+        {"type": "digit", "params": {"digits": "5", "terminator": ""}}
+        if heard
+        else {"type": "no_input"}
+    )
+    assert [e["result"] for e in events] == [expected]
 
 
 async def test_collect_stop_and_call_end(

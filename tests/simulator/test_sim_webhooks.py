@@ -143,7 +143,7 @@ async def test_events_of_one_operation_stay_in_order(
 
 async def test_many_concurrent_calls(receiver: Receiver) -> None:
     async with (
-        Simulator(time_scale=0.001, webhook_concurrency=8) as sim,
+        Simulator(time_scale=0.001, webhook_concurrency=8, cps=None) as sim,
         aiohttp.ClientSession() as s,
     ):
         client = Client(sim, s)
