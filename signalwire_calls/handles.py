@@ -50,7 +50,6 @@ from .events import (
 )
 
 
-
 class Call(Protocol):
     """What a handle needs of the call it runs on (``signalwire_calls.Call`` is one)."""
 
@@ -64,6 +63,7 @@ class Call(Protocol):
     def wait_timeout(self) -> float | None: ...
 
     async def send(self, cmd: Any, *, request_timeout: TimeoutArg = ...) -> Any: ...
+
 
 __all__ = [
     "HISTORY_LIMIT",

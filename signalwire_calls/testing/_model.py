@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._callees import Callee
 from ._webhooks import WebhookRecord
-
-if TYPE_CHECKING:
-    from ._engine import Engine
 
 __all__ = [
     "ACTIVE_STATES",
@@ -187,6 +184,56 @@ class SimCall:
     def operations(self, kind: str | None = None) -> list[Operation]:
         """The operations started on this call (optionally of one kind)."""
         return [op for op in self.ops.values() if kind is None or op.kind == kind]
+
+
+class Engine(Protocol):
+    """What an operation module needs of the engine (``_engine.Engine`` is the one)."""
+
+    space: str
+    time_scale: float
+    audio_lengths: dict[str, float]
+    unplayable: set[str]
+
+    def new_id(self) -> str: ...
+
+    def later(
+        self, timers: list[asyncio.TimerHandle], delay: float, fn: Callable[..., None], *args: Any
+    ) -> None: ...
+
+    def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> None: ...
+
+    def notify(self) -> None: ...
+
+    def emit(
+        self,
+        url: str | None,
+        event_type: str,
+        params: dict[str, Any],
+        *,
+        call_id: str,
+        control_id: str | None,
+        state: str | None,
+    ) -> WebhookRecord | None: ...
+
+    def start_op(self, call: SimCall, kind: str, params: dict[str, Any]) -> Operation: ...
+
+    def op_event(
+        self,
+        op: Operation,
+        state: str,
+        params: dict[str, Any],
+        *,
+        terminal: bool = False,
+        event_type: str | None = None,
+    ) -> None: ...
+
+    def base(self, op: Operation) -> dict[str, Any]: ...
+
+    def stop_op(self, op: Operation) -> None: ...
+
+    def pause_clock(self, op: Operation) -> bool: ...
+
+    def resume_clock(self, op: Operation) -> float | None: ...
 
 
 StartHandler = Callable[["Engine", SimCall, dict[str, Any]], Operation]

@@ -13,12 +13,9 @@ one cut short by the call ending sends ``error``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._model import Operation, OpKind, SimCall, stop_action
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._model import Engine, Operation, OpKind, SimCall, stop_action
 
 __all__ = ["KIND"]
 

@@ -8,12 +8,9 @@ callee its tone; digit detection each scripted digit asked for. Every detect end
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._model import Operation, OpKind, SimCall, stop_action
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._model import Engine, Operation, OpKind, SimCall, stop_action
 
 __all__ = ["KIND"]
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._model import Operation, OpKind, SimCall, stop_action
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._model import Engine, Operation, OpKind, SimCall, stop_action
 
 __all__ = ["KIND", "media_seconds"]
 

@@ -6,12 +6,9 @@ PCMU, and a 20 ms ptime for RTP).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._model import Operation, OpKind, SimCall, stop_action
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._model import Engine, Operation, OpKind, SimCall, stop_action
 
 __all__ = ["KIND"]
 

@@ -7,12 +7,9 @@ script says so), in its own envelope without ``event_channel``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._model import ApiError, Operation, OpKind, SimCall, stop_action
-
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._model import ApiError, Engine, Operation, OpKind, SimCall, stop_action
 
 __all__ = ["KIND"]
 

@@ -1,8 +1,9 @@
 """The operation commands on the wire: command name -> (operation kind, action).
 
-This is the one place that names them; the request parser and the dispatcher derive
-their tables from it, and the operation registry (``_operations``) must implement
-exactly these kinds and actions (a test checks both ways).
+This is the one place the simulator takes them from (the client's table of operation
+kinds); the request parser and the dispatcher derive their tables from it, and the
+operation registry (``_operations``) must implement exactly these kinds and actions (a
+test checks both ways).
 """
 
 from __future__ import annotations
@@ -15,29 +16,19 @@ START = "start"
 
 def wire_commands() -> dict[str, tuple[str, str]]:
     """Every operation command -> ``(kind, action)``; ``action`` is :data:`START` for the
-    command that starts the operation, else the sub-command's verb."""
-    return {
-        "calling.play": ("play", START),
-        "calling.play.pause": ("play", "pause"),
-        "calling.play.resume": ("play", "resume"),
-        "calling.play.stop": ("play", "stop"),
-        "calling.play.volume": ("play", "volume"),
-        "calling.record": ("record", START),
-        "calling.record.pause": ("record", "pause"),
-        "calling.record.resume": ("record", "resume"),
-        "calling.record.stop": ("record", "stop"),
-        "calling.collect": ("collect", START),
-        "calling.collect.stop": ("collect", "stop"),
-        "calling.collect.start_input_timers": ("collect", "start_input_timers"),
-        "calling.detect": ("detect", START),
-        "calling.detect.stop": ("detect", "stop"),
-        "calling.tap": ("tap", START),
-        "calling.tap.stop": ("tap", "stop"),
-        "calling.stream": ("stream", START),
-        "calling.stream.stop": ("stream", "stop"),
-        "calling.transcribe": ("transcribe", START),
-        "calling.transcribe.stop": ("transcribe", "stop"),
-    }
+    command that starts the operation, else the sub-command's verb. Derived from the
+    client's table of operation kinds (``signalwire_calls.handles.KINDS``); stop-only
+    kinds (a fax started by SWML) have no simulated operation and are left out."""
+    from ..handles import KINDS
+
+    commands: dict[str, tuple[str, str]] = {}
+    for kind in KINDS:
+        if kind.start is None:
+            continue
+        commands[kind.start.command] = (kind.name, START)
+        for action, command in kind.sub.items():
+            commands[command.command] = (kind.name, action)
+    return commands
 
 
 WIRE_COMMANDS: dict[str, tuple[str, str]] = wire_commands()
