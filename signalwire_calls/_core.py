@@ -49,6 +49,7 @@ from ._transport import DEFAULT, TimeoutArg, Transport, has_control_id
 from .call import Call
 from .errors import (
     CallEndedError,
+    CallNotFoundError,
     NotFoundError,
     OperationFailed,
     SessionClosedError,
@@ -375,18 +376,20 @@ class Core:
             leg: AnyLeg = await self._transport.post(
                 body, cmd.command, has_control_id=has_control_id(cmd), timeout=request_timeout
             )
-        except NotFoundError:
+        except NotFoundError as exc:
             if call is None:
                 raise
             self._gone(call, "not_found")
             if type(cmd) is _cmd.End:
                 return None  # a retried end, or an end after the platform ended the call
-            raise
-        if call is not None:
-            call.leg = leg
-            if _ends_call(cmd) and not call.is_ended:
-                self._expect_end(call, cmd)
-        return leg
+            gone = CallNotFoundError(exc, call_id=call.id)
+        else:
+            if call is not None:
+                call.leg = leg
+                if _ends_call(cmd) and not call.is_ended:
+                    self._expect_end(call, cmd)
+            return leg
+        raise gone  # outside the except clause: nothing of the HTTP layer is chained
 
     async def start(
         self,

@@ -17,6 +17,8 @@ The tree::
      │         ├── AuthenticationError         401
      │         ├── PermissionDeniedError       403
      │         ├── NotFoundError               404 (unknown or ended call)
+     │         │    └── CallNotFoundError      404 on a command to a call: it has ended;
+     │         │                               also a ``CallEndedError``
      │         ├── ConflictError               409 (e.g. a second transcribe)
      │         ├── UnprocessableEntityError    422, ``.errors`` holds ``APIErrorItem``s
      │         ├── RateLimitError              429
@@ -55,6 +57,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CallEndedError",
+    "CallNotFoundError",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
@@ -377,6 +380,27 @@ class CallEndedError(OutcomeError):
         self.end_reason = end_reason
         self.call_id = call_id
         self.event = event
+
+
+class CallNotFoundError(NotFoundError, CallEndedError):
+    """404 on a command to a call: the platform no longer knows the call, so it has
+    ended (``end_reason`` ``"not_found"``; the session marks the call ended). Both a
+    ``NotFoundError`` (status, body, request id) and a ``CallEndedError``, so a flow's
+    ``except CallEndedError`` covers a hang-up it learns of this way too."""
+
+    def __init__(self, cause: NotFoundError, *, call_id: str) -> None:
+        super().__init__(
+            str(cause),
+            status=cause.status,
+            body=cause.body,
+            request_id=cause.request_id,
+            command=cause.command,
+            headers=cause.headers,
+        )
+        self.control_id = None
+        self.end_reason = "not_found"
+        self.call_id = call_id
+        self.event = None
 
 
 class SessionClosedError(OutcomeError):

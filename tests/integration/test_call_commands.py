@@ -6,6 +6,7 @@ import pytest
 
 from signalwire_calls import (
     CallEndedError,
+    CallNotFoundError,
     CallSession,
     NotFoundError,
     UnprocessableEntityError,
@@ -124,8 +125,16 @@ async def test_a_404_marks_an_attached_call_ended(sim: Simulator, session: CallS
     await dialled.end()
     await dialled.ended(timeout=T)
     attached = session.call(dialled.id)  # the session forgot it: a fresh attachment
-    with pytest.raises(NotFoundError):
+    with pytest.raises(CallNotFoundError) as info:
         await attached.denoise()
+    assert isinstance(info.value, NotFoundError)
+    assert isinstance(info.value, CallEndedError)
+    assert (info.value.status, info.value.end_reason, info.value.call_id) == (
+        404,
+        "not_found",
+        dialled.id,
+    )
+    assert info.value.__context__ is None
     assert await attached.ended(timeout=T) == "not_found"
 
 
