@@ -1,4 +1,4 @@
-"""Strict validation with the library's command Structs: 422 bodies name the field."""
+"""Strict validation against the API schema: 422 bodies name the field."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 
 from .helpers import Client
-
-pytest.importorskip("signalwire_calls.commands")
 
 TTS = {"type": "tts", "params": {"text": "hi"}}
 
@@ -69,10 +67,24 @@ async def test_dial_bad_status_event(client: Client) -> None:
     assert str(item(body)["attribute"]).startswith("status_events")
 
 
-async def test_decoded_struct_is_recorded(client: Client) -> None:
-    from signalwire_calls import commands
-
+async def test_validated_params_are_recorded(client: Client) -> None:
     call_id = await client.answered_call()
-    await client.ok("calling.play", {"control_id": "p", "play": [TTS]}, call_id)
+    params = {"control_id": "p", "play": [TTS], "volume": -3}
+    await client.ok("calling.play", params, call_id)
     cmd = await client.sim.wait_for_command("calling.play")
-    assert isinstance(cmd.struct, commands.Play)
+    assert (cmd.command, cmd.call_id, cmd.status) == ("calling.play", call_id, 200)
+    assert cmd.params == params
+    assert cmd.lenient == ()
+    assert cmd.error is None
+
+
+async def test_refused_params_are_recorded_with_the_error(client: Client) -> None:
+    call_id = await client.answered_call()
+    status, body = await client.send(
+        "calling.play", {"control_id": "p", "play": [TTS], "volume": 41}, call_id
+    )
+    assert status == 422
+    cmd = await client.sim.wait_for_command("calling.play")
+    assert cmd.status == 422
+    assert cmd.error == body
+    assert item(body)["attribute"] == "volume"
