@@ -112,6 +112,212 @@ def test_malformed_schema_data_is_refused(data: bytes, message: str) -> None:
         _schema.load_schema(data)
 
 
+TTS = {"type": "tts", "params": {"text": "hi"}}
+DIAL = {"from": "+15559870000", "to": "+15551230001", "url": "https://example.com/swml"}
+
+
+@pytest.mark.parametrize(
+    ("command", "params", "code", "attribute"),
+    [
+        ("dial", {**DIAL, "to": "5551230001"}, "not_e164", "to"),
+        ("dial", {**DIAL, "to": "sip:"}, "invalid_sip_destination", "to"),
+        ("dial", {"to": DIAL["to"], "url": DIAL["url"]}, "missing_required_parameter", "from"),
+        ("dial", {**DIAL, "url": "example.com/swml"}, "not_an_http_url", "url"),
+        ("dial", {**DIAL, "url": None}, "not_a_string", "url"),
+        (
+            "dial",
+            {"from": "+1555", "to": DIAL["to"]},
+            "inline_swml_or_swml_webhook_required",
+            "url",
+        ),
+        (
+            "dial",
+            {**DIAL, "swml": {"sections": {"main": []}}},
+            "inline_swml_or_swml_webhook_required",
+            "swml",
+        ),
+        ("dial", {"from": "+1555", "url": DIAL["url"]}, "missing_required_parameter", "to"),
+        ("dial", {**DIAL, "url_method": "PUT"}, "invalid_http_method", "url_method"),
+        ("dial", {**DIAL, "codecs": "PCMU,MP3"}, "invalid_codecs_format", "codecs[1]"),
+        ("dial", {**DIAL, "codecs": 5}, "invalid_codecs_format", "codecs"),
+        ("dial", {**DIAL, "status_events": "ended"}, "not_an_array_of_strings", "status_events"),
+        ("dial", {**DIAL, "custom_variables": []}, "must_be_object", "custom_variables"),
+        (
+            "dial",
+            {**DIAL, "custom_variables": {f"v{i}": "x" for i in range(21)}},
+            "too_many_custom_variables",
+            "custom_variables",
+        ),
+        (
+            "dial",
+            {**DIAL, "custom_variables": {"1a": "x"}},
+            "invalid_custom_variable_name",
+            "custom_variables.1a",
+        ),
+        (
+            "dial",
+            {**DIAL, "custom_variables": {"SW_x": "x"}},
+            "reserved_custom_variable_name",
+            "custom_variables.SW_x",
+        ),
+        (
+            "dial",
+            {**DIAL, "custom_variables": {"a": ""}},
+            "invalid_custom_variable_value",
+            "custom_variables.a",
+        ),
+        (
+            "dial",
+            {**DIAL, "custom_variables": {"a": "x" * 1025}},
+            "custom_variable_value_too_long",
+            "custom_variables.a",
+        ),
+        (
+            "dial",
+            {**DIAL, "headers": [{"name": "X-A", "value": "1"}] * 21},
+            "too_many_headers",
+            "headers",
+        ),
+        (
+            "dial",
+            {**DIAL, "headers": [{"name": "x-projectid", "value": "1"}]},
+            "reserved_header_name",
+            "headers[0].name",
+        ),
+        (
+            "dial",
+            {**DIAL, "headers": [{"name": "X A", "value": "1"}]},
+            "invalid_header_name",
+            "headers[0].name",
+        ),
+        (
+            "dial",
+            {**DIAL, "headers": [{"name": "X-A", "value": "a\nb"}]},
+            "invalid_header_value",
+            "headers[0].value",
+        ),
+        (
+            "dial",
+            {**DIAL, "headers": [{"name": "X-A", "value": "é" * 513}]},
+            "header_value_too_long",
+            "headers[0].value",
+        ),
+        ("dial", {**DIAL, "bogus": 1}, "invalid_parameter", "bogus"),
+        ("calling.play", {"control_id": "p", "play": [TTS], "gender": 5}, "not_a_string", "gender"),
+        (
+            "calling.play",
+            {"control_id": "p", "play": [{"type": "tts"}]},
+            "missing_required_parameter",
+            "play[0].params",
+        ),
+        (
+            "calling.play",
+            {"control_id": "p", "play": [{"type": "video", "params": {}}]},
+            "invalid_parameter",
+            "play[0].type",
+        ),
+        (
+            "calling.play",
+            {"control_id": "p", "play": [TTS, {"type": "tts", "params": {"text": "x", "y": 1}}]},
+            "invalid_parameter",
+            "play[1].params.y",
+        ),
+        (
+            "calling.record",
+            {"control_id": "r", "record": {"audio": {"beep": "yes"}}},
+            "not_a_boolean",
+            "record.audio.beep",
+        ),
+        ("calling.detect", {"control_id": "d", "detect": "machine"}, "not_a_hash", "detect"),
+        ("calling.stream", {"control_id": "s", "url": "ws://e.com/x"}, "invalid_parameter", "url"),
+        (
+            "calling.tap",
+            {
+                "control_id": "t",
+                "tap": {"type": "audio", "params": {"direction": "both"}},
+                "device": {"type": "rtp", "params": {"addr": "10.1.2.3", "port": 1}},
+            },
+            "invalid_parameter",
+            "device.params.addr",
+        ),
+        (
+            "calling.transcribe",
+            {"control_id": "x", "status_url": "ftp://e.com/x"},
+            "not_an_http_url",
+            "status_url",
+        ),
+        ("calling.live_transcribe", {"action": {}}, "invalid_parameter", "action"),
+        (
+            "calling.live_translate",
+            {"action": {"inject": {"message": "m"}}},
+            "missing_required_parameter",
+            "action.inject.direction",
+        ),
+        (
+            "calling.collect",
+            {"control_id": "c", "digits": None, "speech": {}},
+            "not_a_hash",
+            "digits",
+        ),
+        ("update", {"id": CALL}, "missing_required_parameter", "url"),
+    ],
+)
+def test_refusals_carry_the_spec_code_and_the_wire_path(
+    command: str, params: dict[str, Any], code: str, attribute: str
+) -> None:
+    refusal = oracle_verdict(command, params)
+    assert refusal is not None
+    assert refusal.status == 422
+    items = refusal.body["errors"]
+    assert (items[0]["code"], items[0]["attribute"]) == (code, attribute), items
+    for item in items:
+        assert set(item) == {"type", "code", "message", "attribute", "url"}
+        assert item["type"] == "validation_error"
+        assert item["url"] == "https://signalwire.com/docs/apis/error-codes"
+
+
+@pytest.mark.parametrize(
+    "params", [{"control_id": "c"}, {"control_id": "c", "digits": None}, {"control_id": 5}]
+)
+def test_collect_without_digits_or_speech_is_a_plain_400(params: dict[str, Any]) -> None:
+    refusal = oracle_verdict("calling.collect", params)
+    assert refusal is not None
+    assert (refusal.status, refusal.body) == (400, {"error": "Bad Request"})
+
+
+def test_every_bad_field_is_named_up_to_a_cap() -> None:
+    params = {"control_id": "p", "play": [TTS], "volume": 99, "loop": -1, "direction": "up"}
+    refusal = oracle_verdict("calling.play", params)
+    assert refusal is not None
+    assert [i["attribute"] for i in refusal.body["errors"]] == ["volume", "direction", "loop"]
+    many = {"control_id": "p", "play": [TTS], **{f"bogus{i}": i for i in range(50)}}
+    refusal = oracle_verdict("calling.play", many)
+    assert refusal is not None
+    assert len(refusal.body["errors"]) == _schema.MAX_ERRORS
+
+
+def test_huge_bad_input_is_answered_briefly() -> None:
+    """A 100,000-item list of bad items, or a megabyte value, yields a short answer: the
+    items stop at the cap and messages quote at most 60 characters of a value."""
+    bad = {"type": "tts", "params": {"text": ""}}
+    refusal = oracle_verdict("calling.play", {"control_id": "p", "play": [bad] * 100_000})
+    assert refusal is not None
+    assert len(refusal.body["errors"]) == _schema.MAX_ERRORS
+    secret = "s" * 1_000_000
+    refusal = oracle_verdict("calling.stream", {"control_id": "s", "url": "ws://" + secret})
+    assert refusal is not None
+    assert len(msgspec.json.encode(refusal.body)) < 1000
+
+
+def test_type_errors_never_quote_the_value() -> None:
+    refusal = oracle_verdict("dial", {**DIAL, "password": ["hunter2"], "username": {"k": "top"}})
+    assert refusal is not None
+    text = msgspec.json.encode(refusal.body).decode()
+    assert "hunter2" not in text
+    assert "top" not in text
+    assert [i["attribute"] for i in refusal.body["errors"]] == ["username", "password"]
+
+
 # --------------------------------------------------------------------------- (a) goldens
 
 
@@ -553,6 +759,19 @@ def run_differential(command: str) -> tuple[Outcome, Generator]:
                 )
             outcome.disagreements.setdefault((case.field, value_key(case.value)), found)
     return outcome, generator
+
+
+@cache
+def oracle_accepted_cases(command: str) -> list[Case]:
+    """The generated cases of ``command`` the oracle accepts (for the simulator's tests)."""
+    generator = Generator(command, donor_values(command))
+    return [
+        case
+        for _, expected in GOLDEN
+        if expected["command"] == command
+        for case in generator.cases(expected["params"])
+        if oracle_verdict(command, case.params) is None
+    ]
 
 
 def note_names(
