@@ -71,14 +71,22 @@ def test_schema_covers_the_37_commands() -> None:
 
 
 def test_simulator_never_imports_the_client_commands() -> None:
+    """Validation must not lean on the client's reading: no module of the simulator
+    imports ``signalwire_calls.commands`` or names its ``COMMANDS``."""
     testing = Path(_schema.__file__).parent
-    for source in sorted(testing.glob("*.py")):
-        for node in ast.walk(ast.parse(source.read_text())):
+    sources = sorted(testing.glob("*.py"))
+    assert len(sources) >= 8
+    for source in sources:
+        text = source.read_text()
+        assert re.search(r"\bCOMMANDS\b|signalwire_calls\.commands", text) is None, source.name
+        for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom):
-                module = "." * node.level + (node.module or "")
+                module = node.module or ""
+                ours = node.level > 0 or module.startswith("signalwire_calls")
                 names = {alias.name for alias in node.names}
-                assert not module.endswith("commands"), f"{source.name} imports {module}"
-                assert "commands" not in names or node.level == 0, f"{source.name}: {module}"
+                assert not (ours and (module.endswith("commands") or "commands" in names)), (
+                    f"{source.name} imports {'.' * node.level}{module} {sorted(names)}"
+                )
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.endswith(".commands"), f"{source.name}: {alias.name}"
@@ -395,7 +403,8 @@ def ipv4_probes(node: Node) -> list[str]:
     return probes
 
 
-# Probes for every pattern in the schema (a new pattern needs its probes here).
+# Probes for every pattern in the schema, the first one valid (a new pattern in the schema
+# needs its probes here; the differential fails with a KeyError until it has them).
 PATTERN_PROBES: dict[str, list[str]] = {
     "[A-Za-z0-9.-]+": ["Polly.Amy", "gcloud.fr-FR-Neural2-B", "a b", "a_b", "é", "a!", "-"],
     "polite|rude|professional|shakespeare|gen-z|prompt:.+": [
@@ -404,13 +413,13 @@ PATTERN_PROBES: dict[str, list[str]] = {
     ],
     "sips?:(?s:.+)": ["sip:bob@example.com", "sips:b", "sip:", "sips:", "sip:\n", "SIP:bob"],
     "(?:verto:|client:|/)(?s:.+)": [
-        *("verto:", "client:", "/", "verto:alice@example.com", "client:alice"),
+        *("verto:alice@example.com", "verto:", "client:", "/", "client:alice"),
         *("/public/my-room", "//", "/ "),
     ],
     "\\+[1-9][0-9]{1,14}": [
         *("+15551230001", "+123456789012345", "+1234567890123456", "+1", "+12"),
         *("15551230001", "+0123456", "+1555123000\u0661", "+15551230001\n", "+1 555 123"),
-        *("+", "tel:+15551230001", "+1555123000٣"),
+        *("+", "tel:+15551230001", "+1555123000\u0663"),
     ],
     "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+": ["X-A", "X A", "X:A", "X-é", "x_a", "Identity", "X-A\n"],
     "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}": [
@@ -729,7 +738,8 @@ class Disagreement:
 class Outcome:
     cases: int = 0
     accepted: int = 0
-    disagreements: dict[tuple[str, str], Disagreement] = field(default_factory=dict)
+    disagreements: dict[tuple[str, str, str], Disagreement] = field(default_factory=dict)
+    accepted_cases: list[Case] = field(default_factory=list)
     refused_by_both: int = 0
     named_apart: list[tuple[Case, str, list[str | None]]] = field(default_factory=list)
 
@@ -746,7 +756,9 @@ def run_differential(command: str) -> tuple[Outcome, Generator]:
             outcome.cases += 1
             oracle = oracle_verdict(command, case.params)
             client = client_verdict(command, case.params)
-            outcome.accepted += oracle is None
+            if oracle is None:
+                outcome.accepted += 1
+                outcome.accepted_cases.append(case)
             if oracle is not None and client is not None:
                 note_names(outcome, case, oracle, client)
             if (oracle is None) == (client is None):
@@ -757,21 +769,14 @@ def run_differential(command: str) -> tuple[Outcome, Generator]:
                 found = Disagreement(
                     case, "client", f"client accepts, oracle refuses: {oracle.body}"
                 )
-            outcome.disagreements.setdefault((case.field, value_key(case.value)), found)
+            key = (case.field, value_key(case.value), found.accepted_by)
+            outcome.disagreements.setdefault(key, found)
     return outcome, generator
 
 
-@cache
 def oracle_accepted_cases(command: str) -> list[Case]:
     """The generated cases of ``command`` the oracle accepts (for the simulator's tests)."""
-    generator = Generator(command, donor_values(command))
-    return [
-        case
-        for _, expected in GOLDEN
-        if expected["command"] == command
-        for case in generator.cases(expected["params"])
-        if oracle_verdict(command, case.params) is None
-    ]
+    return run_differential(command)[0].accepted_cases
 
 
 def note_names(
@@ -825,7 +830,7 @@ class Known:
     why: str
     refusal: str | None = None
 
-    def matches(self, key: tuple[str, str], found: Disagreement) -> bool:
+    def matches(self, key: tuple[str, str, str], found: Disagreement) -> bool:
         """Whether this entry explains ``found`` (``field`` ending ``.*``: anything inside)."""
         if self.field is EVERY:
             field_matches = True
@@ -995,7 +1000,7 @@ def known_for(command: str) -> list[Known]:
 def check_known(command: str, outcome: Outcome) -> list[str]:
     """Problems: disagreements KNOWN does not list, and KNOWN entries that no longer hold."""
     problems = []
-    explained: set[tuple[str, str]] = set()
+    explained: set[tuple[str, str, str]] = set()
     for entry in known_for(command):
         keys = [key for key, found in outcome.disagreements.items() if entry.matches(key, found)]
         wrong_way = [k for k in keys if outcome.disagreements[k].accepted_by != entry.accepted_by]
@@ -1235,7 +1240,7 @@ def _unindexed(path: str) -> str:
 
 
 @pytest.mark.parametrize("command", SPEC_COMMANDS)
-@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
 @given(data=st.data())
 def test_random_valid_bodies_pass_both_and_round_trip(command: str, data: st.DataObject) -> None:
     params = data.draw(valid(SPECS[command].schema.params), label="params")

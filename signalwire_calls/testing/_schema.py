@@ -1,8 +1,8 @@
 """The simulator's request oracle: ``params`` checked against ``calling_schema.json``.
 
 The schema is data written from the vendor's REST reference, independent of the client's
-command classes (this module must never import ``signalwire_calls.commands``), so the
-simulator can catch a client that sends what the API refuses. ``command_specs()`` loads
+command classes (no simulator module may import them; a test checks), so the simulator
+can catch a client that sends what the API refuses. ``command_specs()`` loads
 and compiles it once; ``CommandSpec.validate(params)`` raises the simulator's ``ApiError``:
 a plain 400 where the reference says 400, else 422 with one item per bad field, each
 naming the field's dotted wire path (``play[0].params.text``, ``custom_variables.sw_x``).
