@@ -21,6 +21,7 @@ from ._engine import DEFAULT_MAX_QUEUED_CALLS, TERMINAL_STATES, ApiError, Engine
 from ._faults import FaultPlan
 from ._inbound import place_inbound
 from ._protocol import parse_command, peek_command
+from ._schema import CommandSpec, command_specs
 from ._webhooks import WebhookRecord, WebhookSender
 from ._wire import START, SUB_COMMANDS, WIRE_COMMANDS
 
@@ -36,24 +37,18 @@ _JSON = "application/json"
 class ReceivedCommand:
     """One request the simulator received and how it answered.
 
-    ``params`` is the (lenient-rewritten) wire dict; ``struct`` the decoded command
-    Struct when validation passed; ``status`` the HTTP status answered.
+    ``params`` is the wire dict as validated (after the 3.7.5 leniencies rewrote it),
+    ``lenient`` names the leniencies applied, ``status`` the HTTP status answered and
+    ``error`` the error body (or ``"fault"`` for an injected fault).
     """
 
     command: str
     call_id: str | None
     params: dict[str, Any]
-    struct: Any
     status: int
     received_at: float
     lenient: tuple[str, ...] = ()
     error: Any = None
-
-
-def _load_commands() -> dict[str, type[Any]]:
-    from ..commands import COMMANDS
-
-    return dict(COMMANDS)
 
 
 class Simulator:
@@ -148,7 +143,7 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._sender: WebhookSender | None = None
         self._engine: Engine | None = None
-        self._commands_map: dict[str, type[Any]] = {}
+        self._commands_map: Mapping[str, CommandSpec] = {}
         self._base_url: str | None = None
         self._closed = False
 
@@ -174,7 +169,7 @@ class Simulator:
         """
         if self._runner is not None or self._closed:
             raise RuntimeError("Simulator: already started (or closed); use a new instance")
-        self._commands_map = _load_commands()
+        self._commands_map = command_specs()
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post(PATH, self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -563,7 +558,6 @@ class Simulator:
                         name,
                         _peek_call_id(data),
                         data.get("params", {}) if isinstance(data, dict) else {},
-                        None,
                         fault.status if fault.action == "status" else 0,
                         time.monotonic(),
                         error="fault",
@@ -573,7 +567,7 @@ class Simulator:
                 if fault.action == "reset":
                     return self._reset(request)
                 return self._status_fault(fault.status, fault.retry_after)
-            record = ReceivedCommand(name, None, {}, None, 0, time.monotonic())
+            record = ReceivedCommand(name, None, {}, 0, time.monotonic())
             self.commands.append(record)
             leg, first = self._dispatch(data, record)
             record.status = 200
@@ -631,7 +625,6 @@ class Simulator:
         parsed = parse_command(data, self._commands_map, engine.new_id)
         record.call_id = parsed.call_id
         record.params = parsed.params
-        record.struct = parsed.struct
         record.lenient = parsed.lenient
         command, params = parsed.command, parsed.params
         if command == "dial":
