@@ -75,10 +75,12 @@ def whole(body: str) -> str:
 
 
 def _show(value: Any) -> str:
-    """A value for an error message: a short repr of a scalar, else its type name."""
+    """A value for an error message: a short repr of a scalar, else what it is."""
     if value is None or type(value) in (str, int, float, bool):
         text = repr(value)
         return text if len(text) <= 80 else f"{text[:77]}..."
+    if type(value) in (list, tuple):
+        return f"a list of {len(value)} items" if value else "[]"
     return type(value).__name__
 
 
