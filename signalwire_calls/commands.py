@@ -266,7 +266,8 @@ class Command(
     ``command`` is the wire name, ``id_location`` where the call id goes (``"top"``
     envelope ``id``, ``"params"`` for ``update``, ``"none"`` for ``dial``), ``control``
     whether it starts an operation addressed by ``control_id``. A subclass that sets
-    ``command`` is registered in ``COMMANDS``.
+    ``command`` is registered in ``COMMANDS``. Commands are frozen; a subclass passes
+    ``frozen=True`` as well, so that type checkers know it too.
     """
 
     command: ClassVar[str]
@@ -274,13 +275,14 @@ class Command(
     control: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register a subclass that names a ``command`` (at most one class per name)."""
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("command")
         if name is None:
             return
         if name in COMMANDS:
             other = COMMANDS[name].__qualname__
-            raise TypeError(f"{cls.__qualname__}: command {name!r} is already {other}")
+            raise TypeError(f"{cls.__qualname__}: command {name!r} is already defined by {other}")
         COMMANDS[name] = cls
 
     def __post_init__(self) -> None:
