@@ -4,11 +4,13 @@ before sending with the field named, and strict decoding (what the simulator doe
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 import pytest
 
+from signalwire_calls import _validate
 from signalwire_calls import commands as cmds
 from signalwire_calls._codec import encode_command
 from signalwire_calls.commands import (
@@ -1592,3 +1594,460 @@ def test_factories_take_none_for_omitted() -> None:
     assert ringtone("us", duration=None).params.duration is msgspec.UNSET
     assert fax_detector(None).params == cmds.FaxDetectorParams()
     assert sip_device("sip:a@b", from_=None).params.from_ is msgspec.UNSET
+
+
+# --------------------------------------------------------------------------- immutability
+
+
+def test_commands_and_options_cannot_be_changed_after_they_are_built() -> None:
+    end = End(reason="hangup")
+    with pytest.raises(AttributeError):
+        end.reason = "bogus"  # type: ignore[misc, assignment]
+    vol = PlayVolume(control_id="p", volume=3)
+    with pytest.raises(AttributeError):
+        vol.volume = 500  # type: ignore[misc]
+    play = Play(control_id="p", play=[tts("Hello")])
+    item = play.play[0]
+    assert isinstance(item, TTS)
+    with pytest.raises(AttributeError):
+        item.params.text = ""  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        object.__setattr__(play, "control_id", "")
+    assert msgspec.json.decode(encode_command(end, CALL))["params"] == {"reason": "hangup"}
+    assert msgspec.json.decode(encode_command(vol, CALL))["params"]["volume"] == 3
+
+
+def test_stored_sequences_are_tuples_without_append() -> None:
+    play = Play(control_id="p", play=[tts("Hello")])
+    assert type(play.play) is tuple
+    assert not hasattr(play.play, "append")
+    with pytest.raises(AttributeError):
+        play.play.append(tts("x"))  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        play.play[0] = tts("x")  # type: ignore[index]
+    dial = build(Dial, status_events=["answered"], codecs=["PCMU"], region=["us"])
+    assert isinstance(dial, Dial)
+    assert (dial.status_events, dial.codecs, dial.region) == (("answered",), ("PCMU",), ("us",))
+    assert type(Speech(hints=["a"]).hints) is tuple
+    assert type(LiveTranscribeStart(lang="en", direction=["local-caller"]).direction) is tuple
+
+
+def test_later_changes_to_the_callers_containers_are_not_sent() -> None:
+    items = [tts("Hello")]
+    variables = {"customer": "42"}
+    headers = [Header(name="X-A", value="1")]
+    hints = ["sales"]
+    play = Play(control_id="p", play=items)
+    dial = build(Dial, custom_variables=variables, headers=headers)
+    collect = Collect(control_id="c", speech=Speech(hints=hints))
+    items.append(cast_any("not a media item"))
+    variables["sw_bogus"] = ""
+    variables["customer"] = "changed"
+    headers.append(Header(name="Identity", value="x"))
+    hints.append("")
+    assert msgspec.json.decode(encode_command(play, CALL))["params"]["play"] == [
+        {"type": "tts", "params": {"text": "Hello"}}
+    ]
+    params = msgspec.json.decode(encode_command(dial))["params"]
+    assert params["custom_variables"] == {"customer": "42"}
+    assert params["headers"] == [{"name": "X-A", "value": "1"}]
+    assert msgspec.json.decode(encode_command(collect, CALL))["params"]["speech"] == {
+        "hints": ["sales"]
+    }
+
+
+def test_checked_dicts_are_read_only() -> None:
+    dial = build(Dial, custom_variables={"customer": "42"})
+    assert isinstance(dial, Dial)
+    stored = dial.custom_variables
+    assert isinstance(stored, dict)
+    mutations: list[Callable[[], object]] = [
+        lambda: stored.__setitem__("sw_x", "y"),
+        lambda: stored.__delitem__("customer"),
+        lambda: stored.update(sw_x="y"),
+        lambda: stored.setdefault("sw_x", "y"),
+        lambda: stored.pop("customer"),
+        lambda: stored.popitem(),
+        lambda: stored.clear(),
+        lambda: stored.__ior__({"sw_x": "y"}),
+    ]
+    for mutate in mutations:
+        with pytest.raises(TypeError, match="cannot change"):
+            mutate()
+    assert stored == {"customer": "42"}
+    assert msgspec.json.decode(encode_command(dial))["params"]["custom_variables"] == stored
+
+
+def test_plain_json_payloads_are_sent_as_they_are_at_send_time() -> None:
+    event: dict[str, Any] = {"type": "greeting"}
+    cmd = UserEvent(event=event)
+    event["n"] = 1  # documented: a payload dict is only type-checked, not copied
+    assert msgspec.json.decode(encode_command(cmd, CALL))["params"]["event"] == {
+        "type": "greeting",
+        "n": 1,
+    }
+
+
+def test_replace_copy_and_pickle_keep_commands_checked() -> None:
+    import pickle
+
+    dial = build(Dial, custom_variables={"a": "1"}, headers=[Header(name="X-A", value="1")])
+    for other in (copy.copy(dial), copy.deepcopy(dial), pickle.loads(pickle.dumps(dial))):
+        assert other == dial
+        assert encode_command(other) == encode_command(dial)
+    play = Play(control_id="p", play=[tts("hi")])
+    with pytest.raises(ValidationError) as info:
+        msgspec.structs.replace(play, volume=500)
+    assert info.value.field == "volume"
+    assert msgspec.structs.replace(play, volume=5).volume == 5
+    assert hash(play) == hash(Play(control_id="p", play=(tts("hi"),)))
+
+
+def cast_any(value: Any) -> Any:
+    return value
+
+
+# --------------------------------------------------------------------------- annotations
+# The rules live in the annotations: msgspec enforces them on decode, the compiled
+# validator on construction, and the two must agree.
+
+PYTHON_ONLY = {
+    # a dict where an option Struct is expected: refused in code, a valid object on the wire
+    "digits-dict",
+    "headers-dict",
+}
+
+# Refused by a rule msgspec cannot state (a checker in the annotation, a rule spanning
+# fields, finite floats): msgspec's own decode accepts these, the validator refuses them.
+RULES_IN_CODE = {
+    "dial-no-to",
+    "dial-to-not-e164",
+    "dial-to-e164-leading-zero",
+    "dial-to-e164-16-digits",
+    "dial-to-e164-too-short",
+    "dial-to-non-ascii-digit",
+    "dial-to-trailing-newline",
+    "dial-to-empty-sip",
+    "dial-no-url-or-swml",
+    "dial-url-and-swml",
+    "dial-url-scheme",
+    "dial-url-no-host",
+    "dial-swml-no-sections",
+    "dial-to-script-shape",
+    "dial-fallback-url",
+    "dial-status-url",
+    "dial-codec-string",
+    "dial-codec-case",
+    "dial-price-inf",
+    "cv-sw",
+    "cv-signalwire",
+    "cv-rtc",
+    "cv-internal",
+    "cv-1026-bytes",
+    "headers-identity",
+    "headers-projectid",
+    "headers-bad-name",
+    "headers-crlf",
+    "headers-nul",
+    "headers-1025",
+    "update-nothing",
+    "update-status-and-url",
+    "update-status-and-swml",
+    "update-url-and-swml",
+    "update-url",
+    "update-fallback-url",
+    "update-status-url",
+    "transfer-swml-shape",
+    "tts-text-empty",
+    "audio-url",
+    "audio-url-empty",
+    "play-status-url",
+    "url-space",
+    "url-newline",
+    "record-status-url",
+    "collect-neither",
+    "collect-status-url",
+    "detect-status-url",
+    "rtp-private",
+    "rtp-loopback",
+    "rtp-private-192",
+    "rtp-shared",
+    "rtp-link-local",
+    "rtp-reserved",
+    "rtp-multicast",
+    "rtp-unspecified",
+    "rtp-documentation",
+    "rtp-hostname",
+    "rtp-ipv6",
+    "ws-uri",
+    "tap-status-url",
+    "stream-ws",
+    "stream-https",
+    "stream-status-url",
+    "lt-no-key",
+    "lt-two-keys",
+    "lt-webhook",
+    "lt-summarize-webhook",
+    "tl-two-keys",
+    "tl-status-url",
+    "refer-status-url",
+}
+
+
+# the rules that span several fields, in the commands' __post_init__
+CROSS_FIELD = {
+    "dial-no-to",
+    "dial-no-url-or-swml",
+    "dial-url-and-swml",
+    "update-nothing",
+    "update-status-and-url",
+    "update-status-and-swml",
+    "update-url-and-swml",
+    "collect-neither",
+}
+
+
+def wire_params(cls: type[Command], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The ``params`` the same keyword arguments would put on the wire, unchecked."""
+    kwargs = copy.copy(BASE.get(cls, {"control_id": "x"}))
+    for key, value in overrides.items():
+        if value is DROP:
+            kwargs.pop(key, None)
+        else:
+            kwargs[key] = value
+    names = {f.name: f.encode_name for f in msgspec.structs.fields(cls)}
+    return {names[key]: msgspec.to_builtins(value) for key, value in kwargs.items()}
+
+
+def refused_at(exc: msgspec.ValidationError) -> str:
+    """The field a decode error names: our validator's path, or msgspec's own."""
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError):
+        return cause.field
+    text = str(exc)
+    path = text.rpartition("`$")[2].rstrip("`")
+    return path.lstrip(".").replace("[...]", "")
+
+
+@pytest.fixture
+def msgspec_rules_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode with msgspec's own checks only: the compiled validators just freeze."""
+
+    class FreezeOnly(dict[type, Any]):
+        def __missing__(self, cls: type) -> Any:
+            return _validate.freeze
+
+    monkeypatch.setattr(cmds, "VALIDATORS", FreezeOnly())
+    Play(control_id="p", play=[tts("")], volume=500)  # nothing checked now
+
+
+@pytest.mark.parametrize(("cls", "overrides", "field"), INVALID)
+def test_decode_refuses_what_construction_refuses(
+    cls: type[Command], overrides: dict[str, Any], field: str, request: pytest.FixtureRequest
+) -> None:
+    case = request.node.callspec.id
+    if case in PYTHON_ONLY:
+        with pytest.raises(ValidationError):
+            build(cls, **overrides)
+        msgspec.convert(wire_params(cls, overrides), cls)  # a valid wire body
+        return
+    wire = wire_params(cls, overrides)
+    with pytest.raises(msgspec.ValidationError) as info:
+        msgspec.convert(wire, cls)
+    at = refused_at(info.value)
+    assert field == at or field.startswith((f"{at}.", f"{at}[")), (field, str(info.value))
+
+
+@pytest.mark.usefixtures("msgspec_rules_only")
+@pytest.mark.parametrize(("cls", "overrides", "field"), INVALID)
+def test_msgspec_alone_refuses_exactly_the_annotation_rules(
+    cls: type[Command], overrides: dict[str, Any], field: str, request: pytest.FixtureRequest
+) -> None:
+    case = request.node.callspec.id
+    wire = wire_params(cls, overrides)
+    if case in PYTHON_ONLY:
+        return
+    if case in RULES_IN_CODE:
+        if case in CROSS_FIELD:  # __post_init__ still holds these rules
+            with pytest.raises(msgspec.ValidationError) as cross:
+                msgspec.convert(wire, cls)
+            assert isinstance(cross.value.__cause__, ValidationError), str(cross.value)
+            assert cross.value.__cause__.field == field
+        else:
+            assert msgspec.convert(wire, cls) is not None
+        return
+    with pytest.raises(msgspec.ValidationError) as info:
+        msgspec.convert(wire, cls)
+    assert info.value.__cause__ is None, "refused by code, not by the annotation"
+    at = refused_at(info.value)
+    assert field == at or field.startswith((f"{at}.", f"{at}[")), (field, str(info.value))
+
+
+@pytest.mark.parametrize(("cls", "overrides"), VALID_EDGES)
+def test_decode_accepts_what_construction_accepts(
+    cls: type[Command], overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cmd = build(cls, **overrides)
+    wire = msgspec.json.decode(encode_command(cmd, CALL))["params"]
+    assert msgspec.convert(wire, cls) == cmd
+    assert msgspec.json.decode(msgspec.json.encode(wire), type=cls) == cmd
+    monkeypatch.setattr(cmds, "VALIDATORS", {})  # any validator lookup now fails loudly
+    with pytest.raises(KeyError):
+        msgspec.convert(wire, cls)
+
+
+def test_json_schema_shows_the_rules() -> None:
+    defs = msgspec.json.schema(Play)["$defs"]
+    play = defs["Play"]["properties"]
+    assert play["volume"]["minimum"] == -40
+    assert play["volume"]["maximum"] == 40
+    assert play["control_id"]["minLength"] == 1
+    assert play["play"]["minItems"] == 1
+    assert play["gender"]["enum"] == ["female", "male"]
+    assert "pattern" in play["voice"]
+    assert play["loop"]["minimum"] == 0
+    assert defs["SilenceParams"]["properties"]["duration"]["exclusiveMinimum"] == 0
+    dial = msgspec.json.schema(Dial)["$defs"]["Dial"]["properties"]
+    assert dial["timeout"]["minimum"] == 1
+    assert dial["timeout"]["maximum"] == 600
+    assert dial["custom_variables"]["maxProperties"] == 20
+    assert "pattern" in dial["custom_variables"]["propertyNames"]
+    assert dial["headers"]["maxItems"] == 20
+    assert dial["send_digits"]["maxLength"] == 98
+    tap = msgspec.json.schema(Tap)["$defs"]["RTPDeviceParams"]["properties"]
+    assert tap["ptime"]["multipleOf"] == 10
+    assert tap["port"]["maximum"] == 65535
+
+
+def test_msgspec_ignores_checker_metadata() -> None:
+    web_url = Annotated[str, _validate.Url("http://", "https://")]
+    assert (
+        msgspec.convert("ftp://not-checked-by-msgspec", web_url) == "ftp://not-checked-by-msgspec"
+    )
+    assert msgspec.json.schema(web_url) == {"type": "string"}
+    ipv4 = Annotated[str, _validate.PublicIPv4()]
+    assert msgspec.json.decode(b'"10.0.0.1"', type=ipv4) == "10.0.0.1"
+
+
+def test_patterns_refuse_a_trailing_newline_like_the_checks_they_replace() -> None:
+    cases: list[tuple[type[Command], dict[str, Any], str]] = [
+        (AIHold, {"timeout": "300\n"}, "timeout"),
+        (Collect, {"digits": Digits(max=1, terminators="#\n")}, "digits.terminators"),
+        (Play, {"voice": "Polly.Amy\n"}, "voice"),
+        (Dial, {"custom_variables": {"name\n": "x"}}, "custom_variables.name\n"),
+    ]
+    for cls, overrides, field in cases:
+        with pytest.raises(ValidationError) as info:
+            build(cls, **overrides)
+        assert info.value.field == field
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(wire_params(cls, overrides), cls)
+
+
+def test_validator_is_compiled_once_per_class() -> None:
+    first = _validate.validator(Play)
+    for _ in range(3):
+        Play(control_id="p", play=[tts("hi")])
+    assert _validate.validator(Play) is first
+    assert _validate.VALIDATORS[Play] is first
+    source = _validate.source_of(Play)
+    assert source.startswith("def validate_Play(self):")
+    assert "play[{_index(v0, x0)}].params.text" in source
+
+
+def test_every_command_and_option_compiles() -> None:
+    structs = [
+        value
+        for value in vars(cmds).values()
+        if isinstance(value, type) and issubclass(value, msgspec.Struct)
+    ]
+    assert len(structs) > 70
+    for cls in structs:
+        assert callable(_validate.validator(cls))
+
+
+def test_unsupported_annotations_are_refused_when_compiled() -> None:
+    class Ints(msgspec.Struct, frozen=True):
+        numbers: set[int]
+
+    class BadMeta(msgspec.Struct, frozen=True):
+        n: Annotated[int, msgspec.Meta(pattern="^1$")]
+
+    class Unfrozen(msgspec.Struct, frozen=True):
+        items: list[int]
+
+    for cls, match in [(Ints, "unsupported"), (BadMeta, "pattern"), (Unfrozen, "__post_init__")]:
+        with pytest.raises(TypeError, match=match):
+            _validate.validator(cls)
+
+
+def test_str_subclasses_are_accepted_like_strings() -> None:
+    import enum
+
+    class Voice(enum.StrEnum):
+        FEMALE = "female"
+
+    female = cast_any(Voice.FEMALE)
+    play = Play(control_id="p", play=[tts("hi", gender=female)], gender=female)
+    assert msgspec.json.decode(encode_command(play, CALL))["params"]["gender"] == "female"
+
+
+def test_errors_say_what_is_allowed() -> None:
+    cases: list[tuple[type[Command], dict[str, Any], str]] = [
+        (Play, {"volume": 41}, "must be between -40 and 40, got 41"),
+        (Play, {"direction": "up"}, "must be one of 'both', 'listen', 'speak'; got 'up'"),
+        (Play, {"loop": True}, "must be an integer, got True"),
+        (Play, {"play": []}, "must be a non-empty list of media items"),
+        (AIHold, {"timeout": "30s"}, 'must be a string of whole seconds such as "300"'),
+        (Dial, {"send_digits": "1" * 99}, "must be at most 98 of 0-9, A-D, *, #, w"),
+        (Dial, {"headers": [Header(name="X", value="1")] * 21}, "at most 20 items allowed"),
+        (Tap, {"device": rtp_device("52.1.2.3", 5004, ptime=25)}, "a multiple of 10 from 10"),
+        (Collect, {"digits": Digits(max=1, terminators="x")}, "must be DTMF characters"),
+        (Dial, {"custom_variables": {"sw_x": "1"}}, "names starting with signalwire_, sw_"),
+        (Refer, {"device": sip_device("tel:+1")}, "must be a SIP URI starting with 'sip:'"),
+    ]
+    for cls, overrides, text in cases:
+        with pytest.raises(ValidationError) as info:
+            build(cls, **overrides)
+        assert text in info.value.reason, info.value.reason
+
+
+def test_long_values_are_shortened_in_messages() -> None:
+    with pytest.raises(ValidationError) as info:
+        build(AIHold, timeout="9" * 500 + "x")
+    assert len(info.value.reason) < 200
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_defining_a_command_registers_it() -> None:
+    class Probe(Command, frozen=True):
+        command: ClassVar[str] = "calling.test_probe"
+
+        note: str
+
+    try:
+        assert COMMANDS["calling.test_probe"] is Probe
+        assert Probe.id_location == "top"
+        assert Probe.control is False
+        assert msgspec.json.decode(encode_command(Probe(note="n"), CALL)) == top(
+            "calling.test_probe", {"note": "n"}
+        )
+        with pytest.raises(ValidationError) as info:
+            Probe(note=cast_any(5))
+        assert info.value.field == "note"
+
+        class Child(Probe, frozen=True):  # no command of its own: not registered
+            pass
+
+        assert COMMANDS["calling.test_probe"] is Probe
+        assert Child not in COMMANDS.values()
+        with pytest.raises(TypeError, match="already"):
+
+            class Twin(Command, frozen=True):
+                command: ClassVar[str] = "calling.test_probe"
+
+    finally:
+        COMMANDS.pop("calling.test_probe", None)
+    assert len(COMMANDS) == 37
