@@ -19,19 +19,21 @@ import asyncio
 import collections
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import PROJECT, SIGNING_KEY, TOKEN, Child
+from _common import PROJECT, SIGNING_KEY, TOKEN, python_env
 
 from signalwire_calls import CallSession, RetryPolicy
 from signalwire_calls.testing._chaos import ChaosReport, chaos_faults, run_flows, script_numbers
 
 
-async def soak(args: argparse.Namespace) -> int:
+def soak(args: argparse.Namespace) -> int:
+    """Write the callee and fault files, start the simulator process, run the rounds."""
     total_rounds = args.rounds or 10**9
     numbers: dict[str, dict[str, object]] = {}
     for r in range(min(total_rounds, args.max_numbers_rounds)):
@@ -44,33 +46,44 @@ async def soak(args: argparse.Namespace) -> int:
             json.dump(numbers, f)
         with open(faults_file, "w") as f:
             json.dump(chaos_faults(args.seed).to_dict(), f)
-        sim = Child(
-            "../signalwire_calls/__main__.py",
-            [
-                "simulator",
-                "--project",
-                PROJECT,
-                "--token",
-                TOKEN,
-                "--signing-key",
-                SIGNING_KEY,
-                "--time-scale",
-                str(args.time_scale),
-                "--cps",
-                "0",
-                "--callees",
-                callees_file,
-                "--faults",
-                faults_file,
-                "--history-limit",
-                "20000",
-            ],
-        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "signalwire_calls",
+            "simulator",
+            "--project",
+            PROJECT,
+            "--token",
+            TOKEN,
+            "--signing-key",
+            SIGNING_KEY,
+            "--time-scale",
+            str(args.time_scale),
+            "--cps",
+            "0",
+            "--callees",
+            callees_file,
+            "--faults",
+            faults_file,
+            "--history-limit",
+            "20000",
+        ]
+        sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=python_env(None))
         try:
-            base = sim.wait_for_line("signalwire simulator listening on ").rsplit(" ", 1)[1]
-            return await _rounds(args, base, total_rounds)
+            assert sim.stdout is not None
+            line = sim.stdout.readline()
+            if "listening on" not in line:
+                print(f"the simulator did not start: {line!r}", file=sys.stderr)
+                return 1
+            base = line.rsplit(" ", 1)[1].strip()
+            return asyncio.run(_rounds(args, base, total_rounds))
         finally:
-            sim.stop()
+            sim.terminate()
+            try:
+                sim.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait()
 
 
 async def _rounds(args: argparse.Namespace, base: str, total_rounds: int) -> int:
@@ -139,7 +152,7 @@ def main() -> None:
         "--max-numbers-rounds", type=int, default=20, help="rounds before numbers are reused"
     )
     args = parser.parse_args()
-    sys.exit(asyncio.run(soak(args)))
+    sys.exit(soak(args))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
 from typing import Any, Final, NoReturn
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -170,11 +171,21 @@ class Url(Check):
         self.known: set[str] = set()
 
     def __call__(self, value: str) -> None:
+        if value in self.known:
+            return
         if not value.startswith(self.schemes):
             fail("", f"must be a URL starting with {' or '.join(self.schemes)}; got {value!r}")
         rest = value.partition("://")[2]
         if not rest or rest[0] in "/?#" or " " in rest or not rest.isprintable():
             fail("", f"is not a valid URL: {value!r}")
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+            _ = parts.port  # a port that is not digits, or above 65535, raises
+        except ValueError:
+            fail("", f"is not a valid URL (bad host or port): {_show(value)}")
+        if not host:
+            fail("", f"is not a valid URL (no host): {_show(value)}")
         if type(value) is str and len(self.known) < _KNOWN_MAX:
             self.known.add(value)
 
@@ -196,8 +207,14 @@ class Destination(Check):
         if value.startswith(self.ADDRESS_PREFIXES):
             if not value.partition(":")[2]:
                 fail("", f"address has nothing after the scheme: {value!r}")
-        elif value[:1] != "/" and _E164.fullmatch(value) is None:
+        elif value[:1] == "/":
+            if not value[1:]:
+                fail("", "a fabric address names a resource after '/', e.g. /public/room")
+        elif _E164.fullmatch(value) is None:
             fail("", f"a phone number must be E.164 (e.g. +15551230000), got {value!r}")
+
+
+_IETF_PROTOCOL_ASSIGNMENTS: Final = ipaddress.IPv4Network("192.0.0.0/24")
 
 
 class PublicIPv4(Check):
@@ -210,7 +227,14 @@ class PublicIPv4(Check):
             addr = ipaddress.IPv4Address(value)
         except ValueError:
             fail("", f"must be an IPv4 address, got {_show(value)}")
-        if not addr.is_global or addr.is_multicast or addr.is_reserved:
+        # 192.0.0.0/24 is listed explicitly: Python's tables before 3.11.10/3.12.4 count
+        # part of it as global (IANA: not globally reachable)
+        if (
+            not addr.is_global
+            or addr.is_multicast
+            or addr.is_reserved
+            or addr in _IETF_PROTOCOL_ASSIGNMENTS
+        ):
             fail("", f"must be a public IPv4 address (private/reserved ranges refused): {value}")
 
 
@@ -298,13 +322,22 @@ class CodecString(Check):
 
 
 class SwmlObject(Check):
-    """An inline SWML document object: it needs a ``sections`` object."""
+    """An inline SWML document object: ``{"version"?: str, "sections": {"main": [...],
+    ...}}`` -- a ``main`` section, and every section a list of methods."""
 
     __slots__ = ()
 
     def __call__(self, value: dict[str, Any]) -> None:
-        if not isinstance(value.get("sections"), dict):
+        sections = value.get("sections")
+        if not isinstance(sections, dict):
             fail("", 'an SWML object needs "sections" (e.g. {"sections": {"main": [...]}})')
+        if "main" not in sections:
+            fail(".sections.main", 'an SWML document needs a "main" section')
+        for name, section in sections.items():
+            if not isinstance(section, list):
+                fail(f".sections.{name}", "a section is a list of SWML methods")
+        if "version" in value and not isinstance(value["version"], str):
+            fail(".version", "must be a string such as '1.0.0'")
 
 
 class NonEmpty(Check):

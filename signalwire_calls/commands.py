@@ -209,6 +209,16 @@ _Seconds: TypeAlias = Annotated[float, Meta(ge=0)]
 _PositiveSeconds: TypeAlias = Annotated[float, Meta(gt=0)]
 _Volume: TypeAlias = Annotated[float, Meta(ge=-40, le=40)]
 _NonNegativeInt: TypeAlias = Annotated[int, Meta(ge=0)]
+_Int32Count: TypeAlias = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+_CallId: TypeAlias = Annotated[
+    str,
+    Meta(
+        pattern=whole(
+            "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+        ),
+        description="a call id (a UUID)",
+    ),
+]
 _Dtmf: TypeAlias = Annotated[
     str,
     Meta(
@@ -426,7 +436,7 @@ class Speech(_Options, frozen=True):
     end_silence_timeout: _PositiveSeconds | UnsetType = UNSET
     speech_timeout: _PositiveSeconds | UnsetType = UNSET
     language: str | UnsetType = UNSET
-    hints: Sequence[_Text] | UnsetType = UNSET
+    hints: Sequence[str] | UnsetType = UNSET
     model: str | UnsetType = UNSET
     engine: SpeechEngine | UnsetType = UNSET
 
@@ -863,7 +873,7 @@ class Update(Command, frozen=True):
     command: ClassVar[str] = "update"
     id_location: ClassVar[Literal["top", "params", "none"]] = "params"
 
-    id: _Text
+    id: _CallId
     url: _WebUrl | UnsetType = UNSET
     swml: _SwmlDocument | UnsetType = UNSET
     fallback_url: _WebUrl | UnsetType = UNSET
@@ -872,11 +882,7 @@ class Update(Command, frozen=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        redirect = self.url is not UNSET or self.swml is not UNSET
-        if self.status is not UNSET:
-            if redirect:
-                fail("status", "cannot be combined with url/swml; send two updates")
-        elif not redirect:
+        if self.status is UNSET and self.url is UNSET and self.swml is UNSET:
             fail("url", "update needs url, swml or status")
         if self.url is not UNSET and self.swml is not UNSET:
             fail("swml", "give url or swml, not both")
@@ -924,7 +930,7 @@ class Play(Command, frozen=True):
     ]
     volume: _Volume | UnsetType = UNSET
     direction: Direction | UnsetType = UNSET
-    loop: _NonNegativeInt | UnsetType = UNSET
+    loop: _Int32Count | UnsetType = UNSET
     language: str | UnsetType = UNSET
     voice: _Voice | UnsetType = UNSET
     gender: Gender | UnsetType = UNSET

@@ -139,3 +139,28 @@ def test_receiver_counted_under_callgrind_exits_after_its_events(impl: str) -> N
             receiver.wait(timeout=10)
         if receiver.stdout is not None:
             receiver.stdout.close()
+
+
+def test_soak_runs_a_round_and_reports_the_table() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "soak.py"),
+            "--flows",
+            "12",
+            "--rounds",
+            "1",
+            "--minutes",
+            "0",
+            "--wait",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "wrong results: 0" in proc.stdout
+    assert "left (calls, operations, buffered) (0, 0, 0)" in proc.stdout
