@@ -74,6 +74,7 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     path: str = "/signalwire/events"
+    inbound_path: str = "/signalwire/inbound"
     public_url: str | None = None
     signing_key: str | None = None
     max_body_size: int = 256 * 1024

@@ -11,26 +11,31 @@ async with CallSession.from_env(public_url="https://hooks.example.com") as sessi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
+import anyio
+import anyio.abc
 import msgspec
 from aiohttp import web
 
 from . import commands as _cmd
 from ._core import Core, RegistryStats
+from ._inbound import InboundDispatcher, InboundHandler, InboundStats, SwmlReply
 from ._retry import RetryPolicy
 from ._settings import HTTPSettings, base_url_for_space, credentials_from_env
 from ._transport import DEFAULT, TimeoutArg, Transport, TransportStats
 from .call import Call
 from .commands import _opt
-from .errors import ConfigurationError, ValidationError
+from .errors import ConfigurationError, SessionStateError, ValidationError
 from .events import Event, describe_event
 from .receiver import (
     ASGIReceiver,
@@ -46,6 +51,7 @@ __all__ = ["CallSession", "SessionStats", "TraceRecord"]
 
 logger = logging.getLogger("signalwire_calls.session")
 
+_H = TypeVar("_H", bound=InboundHandler)
 _ALL_CALL_EVENTS: tuple[_cmd.StatusEvent, ...] = ("created", "ringing", "answered", "ended")
 
 
@@ -64,12 +70,14 @@ class TraceRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of the receiver, the correlation registry and the transport."""
+    """Counters of the receiver, the correlation registry, the transport and inbound
+    calls (``None`` without ``on_inbound``)."""
 
     receiver: ReceiverStats | None
     registry: RegistryStats
     transport: TransportStats
     commands_sent: int
+    inbound: InboundStats | None = None
 
 
 def _is_local(host: str | None) -> bool:
@@ -195,6 +203,9 @@ class CallSession:
         self._receiver: Receiver | None = None
         self._mounted_stats: Callable[[], ReceiverStats] | None = None
         self._status_url: str | None = None
+        self._inbound: InboundDispatcher | None = None
+        self._tasks_stop: asyncio.Event | None = None
+        self._tasks_runner: asyncio.Task[None] | None = None
         if not serve_receiver:
             self._status_url = self._public_status_url(None)
 
@@ -286,6 +297,12 @@ class CallSession:
             self._status_url = self._public_status_url(receiver.url)
         assert self._status_url is not None
         core.open(self._status_url)
+        self._tasks_stop = asyncio.Event()
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tasks_runner = asyncio.get_running_loop().create_task(
+            self._run_tasks(self._tasks_stop, started), name="signalwire_calls session tasks"
+        )
+        await started
         if self._unsigned_exposed:
             logger.warning(
                 "webhooks are accepted unsigned at %s (allow_unsigned_webhooks=True): anyone "
@@ -300,6 +317,11 @@ class CallSession:
         core = self._core
         if core.state == "closed":
             return
+        if self._tasks_stop is not None and self._tasks_runner is not None:
+            # inbound handlers first: they hang their calls up while the transport is open
+            self._tasks_stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tasks_runner
         core.close()
         try:
             if self._receiver is not None:
@@ -307,6 +329,82 @@ class CallSession:
         finally:
             await self._transport.aclose()
         logger.info("session closed")
+
+    async def _run_tasks(self, stop: asyncio.Event, started: asyncio.Future[None]) -> None:
+        """Owns the session's task group (inbound handlers) until the session closes."""
+        async with anyio.create_task_group() as group:
+            if self._inbound is not None:
+                self._inbound.bind(group)
+            started.set_result(None)
+            await stop.wait()
+            if self._inbound is not None:
+                self._inbound.bind(None)
+            group.cancel_scope.cancel()
+
+    # -- inbound calls ----------------------------------------------------------------------
+
+    @overload
+    def on_inbound(
+        self,
+        handler: _H,
+        *,
+        swml: SwmlReply | None = None,
+        overflow_swml: SwmlReply | None = None,
+        max_concurrent: int = 100,
+    ) -> _H: ...
+    @overload
+    def on_inbound(
+        self,
+        handler: None = None,
+        *,
+        swml: SwmlReply | None = None,
+        overflow_swml: SwmlReply | None = None,
+        max_concurrent: int = 100,
+    ) -> Callable[[_H], _H]: ...
+
+    def on_inbound(
+        self,
+        handler: _H | None = None,
+        *,
+        swml: SwmlReply | None = None,
+        overflow_swml: SwmlReply | None = None,
+        max_concurrent: int = 100,
+    ) -> _H | Callable[[_H], _H]:
+        """Answer inbound calls: serve the SWML webhook at ``inbound_url`` and run
+        ``handler(call, request)`` for each call, in the session's task group.
+
+        The reply is ``swml`` (a document, or a function of the request returning one;
+        default: ``answer`` then ``sleep: -1``, which keeps the call up for REST
+        commands). When the handler returns, the call is hung up unless it called
+        ``request.keep_call()``; when it raises, the exception is logged with the call
+        id and the call is hung up. Beyond ``max_concurrent`` running handlers a call is
+        answered with ``overflow_swml`` (default: a short busy message, then hang up)
+        and counted. Usable as a decorator; call it before the session opens.
+        """
+
+        def register(fn: _H) -> _H:
+            if self._core.state != "unopened":
+                raise SessionStateError("on_inbound: register the handler before the session opens")
+            try:
+                self._inbound = InboundDispatcher(
+                    self._core,
+                    fn,
+                    swml=swml,
+                    overflow_swml=overflow_swml,
+                    max_concurrent=max_concurrent,
+                )
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+            return fn
+
+        return register if handler is None else register(handler)
+
+    @property
+    def inbound_url(self) -> str:
+        """The URL to route a number's incoming calls to (its SWML webhook)."""
+        settings = self._receiver_settings
+        base = self.status_url.removesuffix(settings.path)
+        return base + settings.inbound_path
 
     # -- receiver ---------------------------------------------------------------------------
 
@@ -372,6 +470,7 @@ class CallSession:
             registry=self._core.stats(),
             transport=self._transport.stats(),
             commands_sent=self._core.commands_sent,
+            inbound=self._inbound.stats() if self._inbound is not None else None,
         )
 
     # -- calls ------------------------------------------------------------------------------
