@@ -279,7 +279,7 @@ class _Core:
             event = decode_event(body)
         except MalformedWebhookError as exc:
             self.rejected_malformed += 1
-            logger.debug("webhook refused (400): %s", exc)
+            logger.debug("webhook refused (400): %r", str(exc))
             return 400
         if type(event) is UnknownEvent:
             self.unknown_events += 1
