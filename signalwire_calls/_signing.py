@@ -38,9 +38,9 @@ def url_bytes(url: str) -> bytes:
         return url.encode()
     except UnicodeEncodeError:
         try:
-            return url.encode("utf-8", "surrogateescape")
+            return url.encode(errors="surrogateescape")
         except UnicodeEncodeError:
-            return url.encode("utf-8", "surrogatepass")
+            return url.encode(errors="surrogatepass")
 
 
 def _message(url: str, body: bytes) -> bytes:
@@ -99,6 +99,6 @@ class Verifier:
             mac = self._sha1.copy()
         mac.update(url_bytes(url))
         mac.update(body)
-        # as bytes: compare_digest refuses a str holding non-ASCII characters, and such a
+        # as bytes: compare_digest refuses a str holding non-ASCII characters; such a
         # header (like any that is not lowercase hex) is simply a mismatch
-        return hmac.compare_digest(mac.hexdigest().encode(), given.encode("ascii", "replace"))
+        return hmac.compare_digest(mac.hexdigest().encode(), given.encode(errors="replace"))

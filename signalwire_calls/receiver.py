@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol, cast
 from urllib.parse import quote, urlsplit
@@ -208,11 +209,11 @@ class _Core:
         self.rejected_protocol = 0
         self.unknown_events = 0
         self.sink_errors = 0
-        self._signature_log = LogThrottle(logger, logging.WARNING)
-        self._timeout_log = LogThrottle(logger, logging.WARNING)
+        self._signature_log = LogThrottle(logger)  # WARNING
+        self._timeout_log = LogThrottle(logger)
         self._error_log = LogThrottle(logger, logging.ERROR)
         self._sink_log = LogThrottle(logger, logging.ERROR)
-        self.protocol_log = LogThrottle(logger, logging.WARNING)
+        self.protocol_log = LogThrottle(logger)
 
     def stats(self) -> ReceiverStats:
         return ReceiverStats(
@@ -412,21 +413,26 @@ class _ServerLog(logging.LoggerAdapter[logging.Logger]):
 
     A request its HTTP parser refused (a header over 8,190 bytes, a bad request line or
     URL: an ``HttpProcessingError``) is counted as ``rejected_protocol`` and logged one
-    line a minute at most instead of one ERROR traceback each; any other error aiohttp
-    logs goes to its ``aiohttp.server`` logger, also at most once a minute.
+    line a minute at most instead of one ERROR traceback each; any other warning or error
+    aiohttp logs goes to its ``aiohttp.server`` logger, at most once a minute per level.
     """
 
     def __init__(self, core: _Core) -> None:
         super().__init__(server_logger, {})
         self._core = core
-        self._errors = LogThrottle(server_logger, logging.ERROR)
+        self._throttles: dict[int, LogThrottle] = {}
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
+        if exc is True:  # logger.exception(...) inside an except block
+            exc = sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
             self._core.protocol_error(exc)
         elif level >= logging.WARNING:
-            self._errors(str(msg), *args, exc_info=exc if isinstance(exc, BaseException) else None)
+            throttle = self._throttles.get(level)
+            if throttle is None:
+                throttle = self._throttles[level] = LogThrottle(server_logger, level)
+            throttle(str(msg), *args, exc_info=exc if isinstance(exc, BaseException) else None)
         else:
             super().log(level, msg, *args, **kwargs)
 
@@ -559,8 +565,7 @@ class Receiver:
 _EMPTY_HEADERS = [(b"content-length", b"0")]
 _405_HEADERS = [(b"content-length", b"0"), (b"allow", b"POST")]
 _CLOSE_HEADERS = [(b"content-length", b"0"), (b"connection", b"close")]
-_SHA256_LOWER = SHA256_HEADER.lower().encode()
-_SHA1_LOWER = SHA1_HEADER.lower().encode()
+_SIGNATURE_NAMES = {name.lower().encode(): name for name in (SHA256_HEADER, SHA1_HEADER)}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 
 
@@ -618,21 +623,20 @@ class ASGIReceiver:
         core = self._core
         length: int | None = None
         host: str | None = None
-        sha256: str | None = None
-        sha1: str | None = None
+        signatures: dict[str, str] = {}
         for name, value in scope["headers"]:
             name = name.lower()
             if name == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
-                    length = None
+                    pass  # not a number: the body is read to its end
             elif name == b"host":
-                host = value.decode("utf-8", "surrogateescape")
-            elif name == _SHA256_LOWER:
-                sha256 = value.decode("latin-1")
-            elif name == _SHA1_LOWER:
-                sha1 = value.decode("latin-1")
+                host = value.decode(errors="surrogateescape")
+            elif name in _SIGNATURE_NAMES:
+                # the first of repeated headers counts (as in aiohttp); any bytes decode
+                header = _SIGNATURE_NAMES[name]
+                signatures.setdefault(header, value.decode(errors="surrogateescape"))
         limit = core.max_body_size
         if length is not None and length > limit:
             return core.too_large()
@@ -644,29 +648,29 @@ class ASGIReceiver:
                 if message["type"] == "http.disconnect":
                     core.unreadable(ConnectionResetError("the client disconnected"))
                     return 0
-                chunk: bytes = message.get("body", b"")
+                chunk: bytes | None = message.get("body")
                 if chunk:
                     size += len(chunk)
                     if size > limit:
                         return core.too_large()
                     chunks.append(chunk)
-                if not message.get("more_body", False):
+                if not message.get("more_body"):
                     break
         if deadline.cancelled_caught:
             return core.timed_out()
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = b"".join(chunks)  # one chunk: that very object, no copy
         url = ""
         if core.signing_key is not None:
             # undecodable bytes become lone surrogates, which signing turns back into them
             raw_path: bytes | None = scope.get("raw_path")
             target = (
-                raw_path.decode("utf-8", "surrogateescape")
+                raw_path.decode(errors="surrogateescape")
                 if raw_path
                 else quote(path, safe=_PATH_SAFE, errors="surrogateescape")
             )
             query: bytes = scope.get("query_string") or b""
             if query:
-                target = f"{target}?{query.decode('utf-8', 'surrogateescape')}"
+                target = f"{target}?{query.decode(errors='surrogateescape')}"
             base = core.base_url
             if base is None:
                 if host is None:
@@ -674,7 +678,6 @@ class ASGIReceiver:
                     host = f"{server[0]}:{server[1]}" if server else "localhost"
                 base = f"{scope.get('scheme', 'http')}://{host}"
             url = base + target
-        signatures = {SHA256_HEADER: sha256, SHA1_HEADER: sha1}
         return core.process(body, url, signatures.get)
 
 

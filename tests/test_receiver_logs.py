@@ -285,3 +285,91 @@ async def test_every_request_ends_in_exactly_one_outcome(
         unknown_events=1,
     )
     assert outcomes(stats) == stats.received
+
+
+def test_server_log_counts_parser_refusals_and_throttles_other_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The logger the standalone server hands to aiohttp, driven as aiohttp drives it
+    (its other errors cannot be caused from outside with our handler)."""
+    from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
+
+    from signalwire_calls.receiver import _Core, _ServerLog
+
+    caplog.set_level(logging.DEBUG)
+    core = _Core(ListSink(), ReceiverSettings())
+    log = _ServerLog(core)
+    log.exception("Error handling request from %s", "1.2.3.4", exc_info=LineTooLong("x", 8190))
+    log.debug("Error handling request from %s", "1.2.3.4", exc_info=BadHttpMethod("GARBAGE"))
+    assert core.stats() == ReceiverStats(rejected_protocol=2)
+    for _ in range(3):
+        try:
+            raise RuntimeError("aiohttp trouble")
+        except RuntimeError:
+            log.exception("Unhandled exception")  # exc_info=True: the one being handled
+    log.warning("Failed to create request handler %r", {"a": 1})
+    log.debug("Ignored premature client disconnection")
+    assert core.stats() == ReceiverStats(rejected_protocol=2)
+    by_logger = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert by_logger == [
+        (
+            LOGGER,
+            "WARNING",
+            "request refused by the HTTP parser (400): LineTooLong "
+            + repr("Got more than 8190 bytes when reading: 'x'."),
+        ),
+        ("aiohttp.server", "ERROR", "Unhandled exception"),  # then twice held back
+        ("aiohttp.server", "WARNING", "Failed to create request handler {'a': 1}"),
+        ("aiohttp.server", "DEBUG", "Ignored premature client disconnection"),
+    ]
+    assert "aiohttp trouble" in (caplog.records[1].exc_text or "")
+
+
+async def test_log_lines_word_for_word(caplog: pytest.LogCaptureFixture) -> None:
+    """Every line the receiver core writes, through the ASGI adapter (no network)."""
+    from tests.test_receiver_edges import drive
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    plain = asgi_app(FailingSink(), ReceiverSettings(max_body_size=100, body_timeout=0.2))
+    path = {"path": "/signalwire/events", "raw_path": None}
+    host = [(b"host", b"h")]
+    await drive(plain, scope=path, headers=[*host, (b"content-length", b"101")])
+    await drive(plain, scope=path, headers=host, messages=[])  # gone before any body
+    await drive(plain, scope=path, headers=host, messages=[{"type": "http.request", "body": b"[]"}])
+    await drive(plain, scope=path, headers=host, messages=[], block=True)
+    await drive(plain, scope=path, headers=host, messages=[], block=True)
+    await drive(plain, scope=path, headers=[(b"host", None)])  # type: ignore[list-item]
+    small = b'{"event_type":"calling.call.play","params":{}}'
+    await drive(plain, scope=path, headers=host, messages=[{"type": "http.request", "body": small}])
+    assert plain.stats() == ReceiverStats(
+        received=7,
+        accepted=1,
+        rejected_malformed=2,
+        rejected_too_large=1,
+        rejected_timeout=2,
+        rejected_error=1,
+        sink_errors=1,
+    )
+    signed = asgi_app(ListSink(), ReceiverSettings(path="/sw/status", signing_key=KEY_B))
+    long_query = b"q=" + b"a" * 400
+    await drive(signed, scope={"query_string": long_query}, headers=host)
+    url = "http://h/sw/status?" + long_query.decode()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", "webhook refused (413): body over 100 bytes"),
+        (
+            "DEBUG",
+            "webhook refused (400): body could not be read "
+            "(ConnectionResetError('the client disconnected'))",
+        ),
+        ("DEBUG", "webhook refused (400): 'body: expected a JSON object, got list'"),
+        ("WARNING", "webhook refused (408): body not received within body_timeout=0.2 s"),
+        ("ERROR", "webhook refused (400): unexpected AttributeError while handling it"),
+        ("ERROR", "event sink failed on PlayEvent"),
+        (
+            "WARNING",
+            "webhook refused (403): no X-SignalWire-SHA256-Signature or "
+            f"X-SignalWire-Signature header; URL checked: {url[:300] + '...'!r} (is "
+            "public_url, with any mount path, the URL the platform calls? is signing_key "
+            "this project's key?)",
+        ),
+    ]

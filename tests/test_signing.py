@@ -162,7 +162,7 @@ def test_verifier_is_reusable_and_keys_are_utf8() -> None:
 
 
 def test_empty_key_refused() -> None:
-    with pytest.raises(ValueError, match="signing key is empty"):
+    with pytest.raises(ValueError, match=r"^the signing key is empty$"):
         Verifier("")
 
 
