@@ -24,9 +24,10 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import access_logger, server_logger
+from aiohttp.web_protocol import RequestPayloadError
 
 from ._codec import decode_event
 from ._logthrottle import LogThrottle
@@ -335,6 +336,14 @@ async def _read_body(request: web.BaseRequest, length: int | None, limit: int) -
     return b"".join(chunks)
 
 
+def _closing(status: int) -> web.Response:
+    """A response after which the connection closes (``Connection: close``): for a
+    refusal that leaves the body (partly) unread, so the connection is of no more use."""
+    response = web.Response(status=status)
+    response.force_close()
+    return response
+
+
 def _make_handler(
     core: _Core, *, route: bool = False
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
@@ -348,12 +357,12 @@ def _make_handler(
         if route and (request.method != "POST" or request.path != path):
             if request.path != path:
                 return web.Response(status=404)
-            return web.Response(status=405, headers={"Allow": "POST"})
+            return web.Response(status=405, headers={hdrs.ALLOW: "POST"})
         core.received += 1
         try:
             length = request.content_length
             if length is not None and length > limit:
-                return web.Response(status=core.too_large())
+                return _closing(core.too_large())
             try:
                 if request.content.is_eof():  # the usual webhook: all arrived with the head
                     body = await _read_body(request, length, limit)
@@ -361,13 +370,11 @@ def _make_handler(
                     async with asyncio.timeout(body_timeout):
                         body = await _read_body(request, length, limit)
             except TimeoutError:
-                response = web.Response(status=core.timed_out())
-                response.force_close()
-                return response
-            except Exception as exc:  # a broken upload
-                return web.Response(status=core.unreadable(exc))
+                return _closing(core.timed_out())
+            except Exception as exc:  # a broken upload: the connection is of no more use
+                return _closing(core.unreadable(exc))
             if body is None:
-                return web.Response(status=core.too_large())
+                return _closing(core.too_large())
             url = ""
             if core.signing_key is not None:
                 base = core.base_url
@@ -387,7 +394,11 @@ def create_app(sink: EventSink, settings: ReceiverSettings | None = None) -> web
     """An aiohttp app answering webhook POSTs at ``settings.path``.
 
     Mount it in your own app (``app.add_subapp("/hooks", create_app(...))``); the
-    signed URL then includes the prefix. ``app_stats(app)`` reads its counters.
+    signed URL then includes the prefix. ``app_stats(app)`` reads its counters. The
+    body deadline is applied here; keep-alive and what aiohttp's HTTP parser logs for
+    junk requests (one ERROR traceback each, at ``aiohttp.server``) are your server's:
+    pass ``keepalive_timeout=`` to your ``AppRunner``, and a ``logger=`` or a filter on
+    ``aiohttp.server`` if junk requests reach it.
     """
     return _build_app(_Core(sink, settings or ReceiverSettings()))
 
@@ -413,12 +424,14 @@ class _ServerLog(logging.LoggerAdapter[logging.Logger]):
 
     A request its HTTP parser refused (a header over 8,190 bytes, a bad request line or
     URL: an ``HttpProcessingError``) is counted as ``rejected_protocol`` and logged one
-    line a minute at most instead of one ERROR traceback each; any other warning or error
-    aiohttp logs goes to its ``aiohttp.server`` logger, at most once a minute per level.
+    line a minute at most instead of one ERROR traceback each. A body that fails again
+    while aiohttp drains it after our answer (``RequestPayloadError``: bad gzip, say) was
+    counted by the handler already: DEBUG. Any other warning or error aiohttp logs goes
+    to its ``aiohttp.server`` logger, at most once a minute per level.
     """
 
     def __init__(self, core: _Core) -> None:
-        super().__init__(server_logger, {})
+        super().__init__(server_logger)
         self._core = core
         self._throttles: dict[int, LogThrottle] = {}
 
@@ -428,13 +441,13 @@ class _ServerLog(logging.LoggerAdapter[logging.Logger]):
             exc = sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
             self._core.protocol_error(exc)
-        elif level >= logging.WARNING:
+        elif level >= logging.WARNING and not isinstance(exc, RequestPayloadError):
             throttle = self._throttles.get(level)
             if throttle is None:
                 throttle = self._throttles[level] = LogThrottle(server_logger, level)
-            throttle(str(msg), *args, exc_info=exc if isinstance(exc, BaseException) else None)
+            throttle(str(msg), *args, exc_info=exc)
         else:
-            super().log(level, msg, *args, **kwargs)
+            super().log(min(level, logging.DEBUG), msg, *args, **kwargs)
 
 
 class Receiver:
@@ -576,7 +589,11 @@ async def _respond(send: ASGISend, status: int, headers: list[tuple[bytes, bytes
 
 class ASGIReceiver:
     """A plain ASGI 3 app answering webhook POSTs at ``settings.path`` (relative to
-    ``root_path`` when mounted). Made by ``asgi_app``; ``stats()`` reads its counters."""
+    ``root_path`` when mounted). Made by ``asgi_app``; ``stats()`` reads its counters.
+
+    It applies ``body_timeout`` (408 and ``connection: close``); keep-alive, header
+    deadlines and malformed HTTP are the ASGI server's (uvicorn: ``--timeout-keep-alive``).
+    The deadline is an anyio cancel scope, so the app makes no asyncio-only call."""
 
     def __init__(self, sink: EventSink, settings: ReceiverSettings | None = None) -> None:
         self._core = _Core(sink, settings or ReceiverSettings())
@@ -613,7 +630,7 @@ class ASGIReceiver:
             status = await self._serve(scope, path, receive)
         except Exception as exc:  # never a 500
             status = core.failed(exc)
-        if status == 408:
+        if status in (408, 413):  # refused with the body (partly) unread: end the connection
             await _respond(send, status, _CLOSE_HEADERS)
         elif status:
             await _respond(send, status, _EMPTY_HEADERS)

@@ -293,6 +293,7 @@ def test_server_log_counts_parser_refusals_and_throttles_other_errors(
     """The logger the standalone server hands to aiohttp, driven as aiohttp drives it
     (its other errors cannot be caused from outside with our handler)."""
     from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
+    from aiohttp.web_protocol import RequestPayloadError
 
     from signalwire_calls.receiver import _Core, _ServerLog
 
@@ -308,7 +309,10 @@ def test_server_log_counts_parser_refusals_and_throttles_other_errors(
         except RuntimeError:
             log.exception("Unhandled exception")  # exc_info=True: the one being handled
     log.warning("Failed to create request handler %r", {"a": 1})
-    log.debug("Ignored premature client disconnection")
+    log.warning("Failed to create request handler %r", {"a": 2})  # held back
+    log.debug("Ignored premature client disconnection %s", 2, exc_info=OSError("gone"))
+    payload_error = RequestPayloadError("Can not decode content-encoding: gzip")
+    log.exception("Unhandled exception", exc_info=payload_error)  # our 400 counted it
     assert core.stats() == ReceiverStats(rejected_protocol=2)
     by_logger = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     assert by_logger == [
@@ -320,8 +324,10 @@ def test_server_log_counts_parser_refusals_and_throttles_other_errors(
         ),
         ("aiohttp.server", "ERROR", "Unhandled exception"),  # then twice held back
         ("aiohttp.server", "WARNING", "Failed to create request handler {'a': 1}"),
-        ("aiohttp.server", "DEBUG", "Ignored premature client disconnection"),
+        ("aiohttp.server", "DEBUG", "Ignored premature client disconnection 2"),
+        ("aiohttp.server", "DEBUG", "Unhandled exception"),
     ]
+    assert [r.exc_info is not None for r in caplog.records] == [False, True, False, True, True]
     assert "aiohttp trouble" in (caplog.records[1].exc_text or "")
 
 
@@ -373,3 +379,10 @@ async def test_log_lines_word_for_word(caplog: pytest.LogCaptureFixture) -> None
             "this project's key?)",
         ),
     ]
+
+
+def test_clip_keeps_300_characters() -> None:
+    from signalwire_calls.receiver import _clip
+
+    assert _clip("u" * 300) == "u" * 300
+    assert _clip("u" * 301) == "u" * 300 + "..."

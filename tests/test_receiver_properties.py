@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import hmac
 import logging
@@ -254,6 +255,7 @@ def test_real_receiver_never_answers_500(caplog: pytest.LogCaptureFixture, signe
                 host=hosts,
                 query=queries,
                 chunked=st.booleans(),
+                encoding=st.sampled_from(["", "", "", "gzip", "gzip-valid", "deflate", "br"]),
                 extra=st.lists(
                     st.tuples(st.sampled_from([b"X-A", b"Accept"]), header_bytes), max_size=2
                 ),
@@ -264,10 +266,15 @@ def test_real_receiver_never_answers_500(caplog: pytest.LogCaptureFixture, signe
                 host: bytes,
                 query: bytes,
                 chunked: bool,
+                encoding: str,
                 extra: list[tuple[bytes, bytes]],
             ) -> None:
                 target = PATH.encode() + query
                 headers = signed_headers(sigs, b"http://" + host + target, body)
+                if encoding:  # aiohttp inflates these; junk in them fails the body read
+                    if encoding == "gzip-valid":
+                        encoding, body = "gzip", gzip.compress(body)
+                    extra = [*extra, (b"Content-Encoding", encoding.encode())]
                 lines = [b"POST " + target + b" HTTP/1.1", b"Host: " + host, b"Connection: close"]
                 lines += [n + b": " + v for n, v in headers + extra]
                 if chunked:
