@@ -302,7 +302,11 @@ def test_server_log_counts_parser_refusals_and_throttles_other_errors(
     log = _ServerLog(core)
     log.exception("Error handling request from %s", "1.2.3.4", exc_info=LineTooLong("x", 8190))
     log.debug("Error handling request from %s", "1.2.3.4", exc_info=BadHttpMethod("GARBAGE"))
-    assert core.stats() == ReceiverStats(rejected_protocol=2)
+    try:
+        raise BadHttpMethod("JUNK")
+    except BadHttpMethod:
+        log.exception("Error handling request")  # exc_info=True: the one being handled
+    assert core.stats() == ReceiverStats(rejected_protocol=3)
     for _ in range(3):
         try:
             raise RuntimeError("aiohttp trouble")
@@ -313,7 +317,7 @@ def test_server_log_counts_parser_refusals_and_throttles_other_errors(
     log.debug("Ignored premature client disconnection %s", 2, exc_info=OSError("gone"))
     payload_error = RequestPayloadError("Can not decode content-encoding: gzip")
     log.exception("Unhandled exception", exc_info=payload_error)  # our 400 counted it
-    assert core.stats() == ReceiverStats(rejected_protocol=2)
+    assert core.stats() == ReceiverStats(rejected_protocol=3)
     by_logger = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     assert by_logger == [
         (
