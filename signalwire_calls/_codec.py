@@ -13,13 +13,20 @@ unknown types) and raises only ``MalformedLegError``.
 
 from __future__ import annotations
 
-import math
+from math import isfinite
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from .errors import MalformedWebhookError, ValidationError
-from .events import CALL_DOCUMENT_EVENT_TYPE, AnyEvent, Event, KnownEvent, UnknownEvent
+from .events import (
+    CALL_DOCUMENT_EVENT_TYPE,
+    AnyEvent,
+    Event,
+    KnownEvent,
+    UnknownEvent,
+    _ControlParams,
+)
 from .legs import (
     CALL_LEG_TYPES,
     FABRIC_LEG_TYPE,
@@ -100,23 +107,31 @@ def decode_event(data: bytes) -> AnyEvent:
     ``None``.
     """
     try:
-        event: AnyEvent = _event_decoder.decode(data)
+        event = _event_decoder.decode(data)
     except msgspec.ValidationError:
         # an unknown type or an unreadable field: read it generically
-        event = _decode_unknown_event(data)
+        unknown = _decode_unknown_event(data)
+        _check_id("control_id", unknown.control_id)
+        _check_id("call_id", unknown.call_id)
+        return unknown
     except (ValueError, RecursionError) as exc:  # DecodeError, bad UTF-8, deep nesting
         raise MalformedWebhookError(f"body: not valid JSON ({exc})") from None
-    else:
-        timestamp = event.timestamp
-        if timestamp is not None and not math.isfinite(timestamp):
-            event.timestamp = None  # "inf" or "nan" in a string, read with strict=False
-    control_id = event.control_id
-    if control_id is not None and len(control_id) > MAX_ID_LENGTH:
-        raise _too_long("control_id", control_id)
-    call_id = event.call_id
+    timestamp = event.timestamp
+    if timestamp is not None and not isfinite(timestamp):
+        event.timestamp = None  # "inf" or "nan" in a string, read with strict=False
+    # the hot path: plain attribute reads (the event's id properties cost more)
+    params = event.params
+    call_id = params.call_id
     if call_id is not None and len(call_id) > MAX_ID_LENGTH:
         raise _too_long("call_id", call_id)
+    if isinstance(params, _ControlParams):
+        _check_id("control_id", params.control_id)
     return event
+
+
+def _check_id(name: str, value: str | None) -> None:
+    if value is not None and len(value) > MAX_ID_LENGTH:
+        raise _too_long(name, value)
 
 
 def _too_long(name: str, value: str) -> MalformedWebhookError:
@@ -160,7 +175,7 @@ def _opt_float(value: Any) -> float | None:
             number = float(value)
         except OverflowError:
             return None
-        if math.isfinite(number):
+        if isfinite(number):
             return number
     return None
 

@@ -97,7 +97,10 @@ class Verifier:
             if not given:
                 return False
             mac = self._sha1.copy()
-        mac.update(url_bytes(url))
+        try:
+            mac.update(url.encode())
+        except UnicodeEncodeError:  # undecodable request bytes in the URL: see url_bytes
+            mac.update(url_bytes(url))
         mac.update(body)
         # as bytes: compare_digest refuses a str holding non-ASCII characters; such a
         # header (like any that is not lowercase hex) is simply a mismatch

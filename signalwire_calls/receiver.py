@@ -317,14 +317,8 @@ class _Core:
 _CORE_KEY = web.AppKey("signalwire_calls.receiver", _Core)
 
 
-async def _read_body(request: web.BaseRequest, length: int | None, limit: int) -> bytes | None:
-    """The body (``None`` once it exceeds ``limit``): by Content-Length, or read in
-    chunks without one."""
-    if length is not None:
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:  # a root app's smaller client_max_size
-            return None
+async def _read_chunked(request: web.BaseRequest, limit: int) -> bytes | None:
+    """The body of a request without Content-Length, or ``None`` once it exceeds ``limit``."""
     chunks: list[bytes] = []
     size = 0
     content = request.content
@@ -363,12 +357,18 @@ def _make_handler(
             length = request.content_length
             if length is not None and length > limit:
                 return _closing(core.too_large())
+            body: bytes | None
             try:
-                if request.content.is_eof():  # the usual webhook: all arrived with the head
-                    body = await _read_body(request, length, limit)
+                if length is None:
+                    async with asyncio.timeout(body_timeout):
+                        body = await _read_chunked(request, limit)
+                elif request.content.is_eof():  # the usual webhook: all came with the head
+                    body = await request.read()
                 else:
                     async with asyncio.timeout(body_timeout):
-                        body = await _read_body(request, length, limit)
+                        body = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # a root app's smaller client_max_size
+                body = None
             except TimeoutError:
                 return _closing(core.timed_out())
             except Exception as exc:  # a broken upload: the connection is of no more use
