@@ -331,8 +331,8 @@ async def _read_chunked(request: web.BaseRequest, limit: int) -> bytes | None:
 
 
 def _closing(status: int) -> web.Response:
-    """A response after which the connection closes (``Connection: close``): for a
-    refusal that leaves the body (partly) unread, so the connection is of no more use."""
+    """A response after which the connection closes (``Connection: close``): for an
+    answer that leaves the body (partly) unread, so the connection is of no more use."""
     response = web.Response(status=status)
     response.force_close()
     return response
@@ -349,9 +349,11 @@ def _make_handler(
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         if route and (request.method != "POST" or request.path != path):
-            if request.path != path:
-                return web.Response(status=404)
-            return web.Response(status=405, headers={hdrs.ALLOW: "POST"})
+            # closing: a body sent along is left unread (and aiohttp may fail to drain it)
+            response = _closing(404 if request.path != path else 405)
+            if response.status == 405:
+                response.headers[hdrs.ALLOW] = "POST"
+            return response
         core.received += 1
         try:
             length = request.content_length

@@ -528,3 +528,13 @@ async def test_asgi_streamed_body_limit_is_exact() -> None:
         assert sent[0]["headers"] == [(b"content-length", b"0"), *close]
     assert app.stats() == ReceiverStats(received=2, accepted=1, rejected_too_large=1)
     assert len(sink.events) == 1
+
+
+async def test_wrong_path_with_a_body_closes_the_connection() -> None:
+    """404 leaves the body unread (a junk compressed one fails aiohttp's drain): the
+    answer says so, so a client does not reuse a connection the server drops."""
+    async with Receiver(ListSink()) as receiver:
+        data = raw_post(b"/elsewhere", b"junk", [(b"Content-Encoding", b"gzip")], close=False)
+        status, head = await raw_exchange(receiver.port, data)
+        assert status == 404
+        assert b"\r\nConnection: close\r\n" in head
