@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck pytest bench soak clean
+.PHONY: demo test lint typecheck pytest bench soak mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,16 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py --flows 1000 --minutes 5
 
+# Mutation testing with mutmut (its settings: [tool.mutmut] in pyproject.toml; how to read
+# the result: docs/mutation.md). MUTATE lists the files whose mutants are run and scored:
+# add a file here, and its tests to mutmut's test selection in pyproject.toml.
+MUTATE := signalwire_calls/receiver.py signalwire_calls/_signing.py
+MUTATION_MIN := 85
+
+mutation: $(STAMP)
+	rm -f mutants/mutmut-stats.json  # mutmut may keep a stale map of which test reaches what
+	$(BIN)/mutmut run $(foreach f,$(MUTATE),'$(subst /,.,$(f:.py=)).*')
+	$(BIN)/python tools/mutation_score.py --min $(MUTATION_MIN) --survivors $(MUTATE)
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info mutants

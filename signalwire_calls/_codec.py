@@ -6,18 +6,27 @@ and ``update`` (whose call id is ``params.id``); ``params`` always present.
 
 Decoding is tolerant: ``decode_event`` turns any JSON object with a string ``event_type``
 into an event (``UnknownEvent`` when it is not a readable known type) and raises only
-``MalformedWebhookError``; ``decode_leg`` turns any JSON object with a string ``id`` into
-a leg (``GenericLeg`` for unknown types) and raises only ``MalformedLegError``.
+``MalformedWebhookError`` (also for an id over ``MAX_ID_LENGTH`` characters);
+``decode_leg`` turns any JSON object with a string ``id`` into a leg (``GenericLeg`` for
+unknown types) and raises only ``MalformedLegError``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from math import isfinite
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from .errors import MalformedWebhookError, ValidationError
-from .events import CALL_DOCUMENT_EVENT_TYPE, AnyEvent, Event, KnownEvent, UnknownEvent
+from .events import (
+    CALL_DOCUMENT_EVENT_TYPE,
+    AnyEvent,
+    Event,
+    KnownEvent,
+    UnknownEvent,
+    _ControlParams,
+)
 from .legs import (
     CALL_LEG_TYPES,
     FABRIC_LEG_TYPE,
@@ -31,6 +40,7 @@ if TYPE_CHECKING:
     from .commands import Command
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "MalformedLegError",
     "decode_event",
     "decode_json",
@@ -39,6 +49,10 @@ __all__ = [
     "encode_event",
     "encode_json",
 ]
+
+#: The longest ``control_id`` or ``call_id`` an event may carry. Ids are UUID-sized (36);
+#: a longer one is junk, and would become an oversized key in the correlation registry.
+MAX_ID_LENGTH: Final = 128
 
 _encoder = msgspec.json.Encoder()
 _any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
@@ -86,17 +100,42 @@ def decode_event(data: bytes) -> AnyEvent:
     """Decode a webhook body into a typed event, or ``UnknownEvent``.
 
     The happy path is one msgspec decode. Raises ``MalformedWebhookError`` (and nothing
-    else) when ``data`` is not a JSON object with a string ``event_type``; a
-    ``{"call": {...}}`` document (spec 6.4(a)) becomes an ``UnknownEvent`` of type
-    ``CALL_DOCUMENT_EVENT_TYPE``.
+    else) when ``data`` is not a JSON object with a string ``event_type``, or when its
+    ``control_id`` or ``call_id`` is longer than ``MAX_ID_LENGTH``; a ``{"call": {...}}``
+    document becomes an ``UnknownEvent`` of type ``CALL_DOCUMENT_EVENT_TYPE``. A
+    ``timestamp`` that is no finite float (``"nan"``, an integer of 309 digits) reads as
+    ``None``.
     """
     try:
-        return _event_decoder.decode(data)
+        event = _event_decoder.decode(data)
     except msgspec.ValidationError:
-        pass  # an unknown type or an unreadable field: read it generically below
+        # an unknown type or an unreadable field: read it generically
+        unknown = _decode_unknown_event(data)
+        _check_id("control_id", unknown.control_id)
+        _check_id("call_id", unknown.call_id)
+        return unknown
     except (ValueError, RecursionError) as exc:  # DecodeError, bad UTF-8, deep nesting
         raise MalformedWebhookError(f"body: not valid JSON ({exc})") from None
-    return _decode_unknown_event(data)
+    timestamp = event.timestamp
+    if timestamp is not None and not isfinite(timestamp):
+        event.timestamp = None  # "inf" or "nan" in a string, read with strict=False
+    # the hot path: plain attribute reads (the event's id properties cost more)
+    params = event.params
+    call_id = params.call_id
+    if call_id is not None and len(call_id) > MAX_ID_LENGTH:
+        raise _too_long("call_id", call_id)
+    if isinstance(params, _ControlParams):
+        _check_id("control_id", params.control_id)
+    return event
+
+
+def _check_id(name: str, value: str | None) -> None:
+    if value is not None and len(value) > MAX_ID_LENGTH:
+        raise _too_long(name, value)
+
+
+def _too_long(name: str, value: str) -> MalformedWebhookError:
+    return MalformedWebhookError(f"{name}: longer than {MAX_ID_LENGTH} characters ({len(value)})")
 
 
 def _decode_unknown_event(data: bytes) -> UnknownEvent:
@@ -118,19 +157,27 @@ def _decode_unknown_event(data: bytes) -> UnknownEvent:
             )
         raise MalformedWebhookError("event_type: missing or not a string")
     params = doc.get("params")
-    timestamp = doc.get("timestamp")
     return UnknownEvent(
         event_type=event_type,
         params=params if isinstance(params, dict) else {},
-        timestamp=(
-            float(timestamp)
-            if isinstance(timestamp, int | float) and not isinstance(timestamp, bool)
-            else None
-        ),
+        timestamp=_opt_float(doc.get("timestamp")),
         project_id=_opt_str(doc.get("project_id")),
         space_id=_opt_str(doc.get("space_id")),
         event_channel=_opt_str(doc.get("event_channel")),
     )
+
+
+def _opt_float(value: Any) -> float | None:
+    """A JSON number as a finite float, else ``None`` (an integer of 309 or more digits
+    overflows a float)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        if isfinite(number):
+            return number
+    return None
 
 
 def _opt_str(value: Any) -> str | None:

@@ -1,8 +1,10 @@
-"""Webhook signatures (spec section 6.1, scheme A): lowercase hex HMAC of ``url + raw body``.
+"""Webhook signatures: lowercase hex HMAC of ``url + raw body``.
 
 ``X-SignalWire-Signature`` carries HMAC-SHA1, ``X-SignalWire-SHA256-Signature`` HMAC-SHA256,
-both keyed with the project's signing key. Verification is kept apart from parsing and
-compares in constant time.
+both keyed with the project's signing key (UTF-8). Verification is kept apart from parsing
+and compares in constant time. Nothing a request holds can make it raise: a header that is
+not ASCII simply does not match, and the URL is encoded back to the bytes the request
+carried (aiohttp decodes undecodable bytes to lone surrogates), whatever they are.
 """
 
 from __future__ import annotations
@@ -18,14 +20,31 @@ __all__ = [
     "sign",
     "sign_sha1",
     "sign_sha256",
+    "url_bytes",
 ]
 
 SHA1_HEADER = "X-SignalWire-Signature"
 SHA256_HEADER = "X-SignalWire-SHA256-Signature"
 
 
+def url_bytes(url: str) -> bytes:
+    """``url`` as the UTF-8 bytes that are signed; never raises.
+
+    Undecodable request bytes that aiohttp (or our ASGI adapter) turned into lone
+    surrogates become those bytes again; any other lone surrogate is encoded as-is
+    (such a URL matches no signature, but must not crash the check).
+    """
+    try:
+        return url.encode()
+    except UnicodeEncodeError:
+        try:
+            return url.encode(errors="surrogateescape")
+        except UnicodeEncodeError:
+            return url.encode(errors="surrogatepass")
+
+
 def _message(url: str, body: bytes) -> bytes:
-    return url.encode() + body
+    return url_bytes(url) + body
 
 
 def sign_sha1(key: str, url: str, body: bytes) -> str:
@@ -78,6 +97,11 @@ class Verifier:
             if not given:
                 return False
             mac = self._sha1.copy()
-        mac.update(url.encode())
+        try:
+            mac.update(url.encode())
+        except UnicodeEncodeError:  # undecodable request bytes in the URL: see url_bytes
+            mac.update(url_bytes(url))
         mac.update(body)
-        return hmac.compare_digest(mac.hexdigest(), given)
+        # as bytes: compare_digest refuses a str holding non-ASCII characters; such a
+        # header (like any that is not lowercase hex) is simply a mismatch
+        return hmac.compare_digest(mac.hexdigest().encode(), given.encode(errors="replace"))

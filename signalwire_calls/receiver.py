@@ -3,9 +3,10 @@
 One core (``_Core.process``) holds the logic; three front ends use it: ``create_app``
 (an aiohttp ``Application``, mountable with ``add_subapp``), ``Receiver`` (a standalone
 aiohttp low-level ``Server`` on a ``TCPSite``) and ``asgi_app`` (a plain ASGI 3
-callable). Nothing the platform sends produces a 500: a bad signature is 403 (empty
-body), an oversized body 413, an unreadable one 400, anything decodable 200 -- even when
-the sink fails.
+callable). Nothing a client sends produces a 500, a hang or a flood of log lines: a bad
+signature is 403 (empty body), an oversized body 413, a body not received within
+``body_timeout`` 408, an unreadable one 400, anything decodable 200 -- even when the sink
+fails -- and a bug met while handling a request 400 (counted, logged once a minute).
 
     async with Receiver(registry, ReceiverSettings(signing_key=KEY)) as receiver:
         print(receiver.url)          # give this (or public_url + path) as status_url
@@ -16,15 +17,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
+import anyio
 import msgspec
-from aiohttp import web
-from aiohttp.log import access_logger
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import access_logger, server_logger
+from aiohttp.web_protocol import RequestPayloadError
 
 from ._codec import decode_event
+from ._logthrottle import LogThrottle
 from ._signing import SHA1_HEADER, SHA256_HEADER, Verifier
 from .errors import ConfigurationError, MalformedWebhookError
 from .events import AnyEvent, UnknownEvent
@@ -67,8 +73,16 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     platform calls (``"https://abc.ngrok.io"``); signatures are checked over
     ``public_url + request path + query``, so verification works behind a tunnel or
     proxy. Without it the URL the server saw (``scheme://host/path?query``) is used.
-    ``signing_key`` turns verification on (spec 6.1: SHA-256 header preferred, SHA-1
-    accepted); ``max_body_size`` bounds a body in bytes (413 beyond).
+    ``signing_key`` turns verification on (the SHA-256 header is preferred, the SHA-1
+    one accepted); ``max_body_size`` bounds a body in bytes (413 beyond).
+
+    ``body_timeout`` (seconds) bounds the read of one body, from the end of the headers:
+    a client slower than that gets 408 and its connection is closed (all three front
+    ends). ``keepalive_timeout`` (seconds) closes a connection idle that long, or one
+    that has not sent a whole request head that long after connecting; it applies to the
+    standalone ``Receiver`` only -- mounted in your app, your server's own keep-alive
+    setting applies (aiohttp's ``AppRunner(keepalive_timeout=...)``, uvicorn's
+    ``--timeout-keep-alive``).
 
         ReceiverSettings(public_url="https://hooks.example.com", signing_key="PSK_...")
     """
@@ -78,6 +92,8 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str | None = None
     signing_key: str | None = None
     max_body_size: int = 256 * 1024
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/") or "?" in self.path or "#" in self.path:
@@ -94,20 +110,37 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigurationError(
                     f"public_url: must hold no query or fragment, got {self.public_url!r}"
                 )
-        if self.signing_key is not None and not self.signing_key:
-            raise ConfigurationError("signing_key: must be a non-empty string or None")
+        if self.signing_key is not None:
+            if not self.signing_key:
+                raise ConfigurationError("signing_key: must be a non-empty string or None")
+            try:
+                self.signing_key.encode()
+            except UnicodeEncodeError:
+                raise ConfigurationError("signing_key: must be encodable as UTF-8") from None
         if isinstance(self.max_body_size, bool) or self.max_body_size < 1:
             raise ConfigurationError(
                 f"max_body_size: must be >= 1 byte, got {self.max_body_size!r}"
             )
+        for name in ("body_timeout", "keepalive_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
+                raise ConfigurationError(
+                    f"{name}: must be a finite number of seconds > 0, got {value!r}"
+                )
 
 
 class ReceiverStats(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of the receiver's counters.
 
-    ``received`` counts POSTs reaching the handler; ``accepted`` those answered 200
-    (including ``unknown_events`` and ``sink_errors``); each ``rejected_*`` a refusal.
-    Routing counters (routed, buffered, expired, duplicates) belong to the registry.
+    ``received`` counts POSTs reaching the handler, and each ends in exactly one of
+    ``accepted`` (answered 200, including ``unknown_events`` and ``sink_errors``) or a
+    refusal: ``rejected_signature`` (403), ``rejected_malformed`` (400: unreadable body,
+    not an event, an id over 128 characters), ``rejected_too_large`` (413),
+    ``rejected_timeout`` (408: body slower than ``body_timeout``) or ``rejected_error``
+    (400: an unexpected error while handling it, logged). ``rejected_protocol`` counts
+    requests the standalone server's HTTP parser refused (400) before any handler: they
+    are not in ``received``. Routing counters (routed, buffered, expired, duplicates)
+    belong to the registry.
     """
 
     received: int = 0
@@ -115,21 +148,43 @@ class ReceiverStats(msgspec.Struct, frozen=True, kw_only=True):
     rejected_signature: int = 0
     rejected_malformed: int = 0
     rejected_too_large: int = 0
+    rejected_timeout: int = 0
+    rejected_error: int = 0
+    rejected_protocol: int = 0
     unknown_events: int = 0
     sink_errors: int = 0
 
 
+def _clip(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters for a log line (log it with ``%r``)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class _Core:
-    """The shared logic and the live counters of one receiver."""
+    """The shared logic and the live counters of one receiver.
+
+    A front end counts ``received`` once a request reaches it, then ends it through
+    exactly one of the methods returning a status (``process``, ``too_large``,
+    ``unreadable``, ``timed_out``, ``failed``), each of which counts its outcome.
+    """
 
     __slots__ = (
+        "_error_log",
+        "_signature_log",
+        "_sink_log",
+        "_timeout_log",
         "_verifier",
         "accepted",
         "base_url",
+        "body_timeout",
         "max_body_size",
+        "protocol_log",
         "received",
+        "rejected_error",
         "rejected_malformed",
+        "rejected_protocol",
         "rejected_signature",
+        "rejected_timeout",
         "rejected_too_large",
         "settings",
         "signing_key",
@@ -145,13 +200,22 @@ class _Core:
         self._verifier = Verifier(settings.signing_key) if settings.signing_key else None
         self.base_url = settings.public_url.rstrip("/") if settings.public_url else None
         self.max_body_size = settings.max_body_size
+        self.body_timeout = settings.body_timeout
         self.received = 0
         self.accepted = 0
         self.rejected_signature = 0
         self.rejected_malformed = 0
         self.rejected_too_large = 0
+        self.rejected_timeout = 0
+        self.rejected_error = 0
+        self.rejected_protocol = 0
         self.unknown_events = 0
         self.sink_errors = 0
+        self._signature_log = LogThrottle(logger)  # WARNING
+        self._timeout_log = LogThrottle(logger)
+        self._error_log = LogThrottle(logger, logging.ERROR)
+        self._sink_log = LogThrottle(logger, logging.ERROR)
+        self.protocol_log = LogThrottle(logger)
 
     def stats(self) -> ReceiverStats:
         return ReceiverStats(
@@ -160,21 +224,50 @@ class _Core:
             rejected_signature=self.rejected_signature,
             rejected_malformed=self.rejected_malformed,
             rejected_too_large=self.rejected_too_large,
+            rejected_timeout=self.rejected_timeout,
+            rejected_error=self.rejected_error,
+            rejected_protocol=self.rejected_protocol,
             unknown_events=self.unknown_events,
             sink_errors=self.sink_errors,
         )
 
     def too_large(self) -> int:
-        self.received += 1
         self.rejected_too_large += 1
-        logger.debug("webhook refused: body over %d bytes", self.max_body_size)
+        logger.debug("webhook refused (413): body over %d bytes", self.max_body_size)
         return 413
 
     def unreadable(self, exc: BaseException) -> int:
-        self.received += 1
         self.rejected_malformed += 1
-        logger.debug("webhook refused: body could not be read (%r)", exc)
+        logger.debug("webhook refused (400): body could not be read (%r)", exc)
         return 400
+
+    def timed_out(self) -> int:
+        self.rejected_timeout += 1
+        self._timeout_log(
+            "webhook refused (408): body not received within body_timeout=%s s",
+            self.body_timeout,
+        )
+        return 408
+
+    def failed(self, exc: Exception) -> int:
+        """The last resort: an unexpected error while handling a request is a 400."""
+        self.rejected_error += 1
+        self._error_log(
+            "webhook refused (400): unexpected %s while handling it",
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        return 400
+
+    def protocol_error(self, exc: HttpProcessingError) -> None:
+        """A request the standalone server's HTTP parser refused (aiohttp answers 400)."""
+        self.rejected_protocol += 1
+        self.protocol_log(
+            "request refused by the HTTP parser (%d): %s %r",
+            exc.code,
+            type(exc).__name__,
+            _clip(exc.message),
+        )
 
     def process(self, body: bytes, url: str, header: Callable[[str], str | None]) -> int:
         """Verify, decode and deliver one webhook body; return the HTTP status.
@@ -182,27 +275,42 @@ class _Core:
         ``url`` is the URL the signature covers (ignored without a signing key);
         ``header`` looks up a request header by name (case-insensitively).
         """
-        self.received += 1
         verifier = self._verifier
         if verifier is not None and not verifier.verify(url, body, header):
-            self.rejected_signature += 1
-            logger.debug("webhook refused: bad or missing signature for %s", url)
-            return 403
+            return self._bad_signature(url, header)
         try:
             event = decode_event(body)
         except MalformedWebhookError as exc:
             self.rejected_malformed += 1
-            logger.debug("webhook refused: %s", exc)
+            logger.debug("webhook refused (400): %r", str(exc))
             return 400
         if type(event) is UnknownEvent:
             self.unknown_events += 1
         try:
             self.sink.deliver(event)
-        except Exception:
+        except Exception as exc:
             self.sink_errors += 1
-            logger.exception("event sink failed on %s", type(event).__name__)
+            self._sink_log("event sink failed on %s", type(event).__name__, exc_info=exc)
         self.accepted += 1
         return 200
+
+    def _bad_signature(self, url: str, header: Callable[[str], str | None]) -> int:
+        self.rejected_signature += 1
+        # the usual cause is a wrong public_url or mount path, or a wrong key: name the
+        # URL checked and the header found (never the key, the body or the header value)
+        if header(SHA256_HEADER):
+            found = f"the {SHA256_HEADER} header does not match"
+        elif header(SHA1_HEADER):
+            found = f"the {SHA1_HEADER} header (SHA-1; no SHA-256 one) does not match"
+        else:
+            found = f"no {SHA256_HEADER} or {SHA1_HEADER} header"
+        self._signature_log(
+            "webhook refused (403): %s; URL checked: %r (is public_url, with any mount "
+            "path, the URL the platform calls? is signing_key this project's key?)",
+            found,
+            _clip(url),
+        )
+        return 403
 
 
 # --------------------------------------------------------------------------- aiohttp
@@ -223,6 +331,14 @@ async def _read_chunked(request: web.BaseRequest, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _closing(status: int) -> web.Response:
+    """A response after which the connection closes (``Connection: close``): for an
+    answer that leaves the body (partly) unread, so the connection is of no more use."""
+    response = web.Response(status=status)
+    response.force_close()
+    return response
+
+
 def _make_handler(
     core: _Core, *, route: bool = False
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
@@ -230,35 +346,49 @@ def _make_handler(
     standalone server has no router in front of it)."""
     limit = core.max_body_size
     path = core.settings.path
+    body_timeout = core.body_timeout
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         if route and (request.method != "POST" or request.path != path):
-            if request.path != path:
-                return web.Response(status=404)
-            return web.Response(status=405, headers={"Allow": "POST"})
-        length = request.content_length
-        body: bytes | None
-        if length is not None and length > limit:
-            return web.Response(status=core.too_large())
+            # closing: a body sent along is left unread (and aiohttp may fail to drain it)
+            response = _closing(404 if request.path != path else 405)
+            if response.status == 405:
+                response.headers[hdrs.ALLOW] = "POST"
+            return response
+        core.received += 1
         try:
-            body = (
-                await request.read() if length is not None else await _read_chunked(request, limit)
-            )
-        except web.HTTPRequestEntityTooLarge:  # a root app's smaller client_max_size
-            body = None
-        except Exception as exc:  # a broken upload: never a 500
-            return web.Response(status=core.unreadable(exc))
-        if body is None:
-            return web.Response(status=core.too_large())
-        url = ""
-        if core.signing_key is not None:
-            base = core.base_url
-            url = (
-                base + request.raw_path
-                if base is not None
-                else f"{request.scheme}://{request.host}{request.raw_path}"
-            )
-        return web.Response(status=core.process(body, url, request.headers.get))
+            length = request.content_length
+            if length is not None and length > limit:
+                return _closing(core.too_large())
+            body: bytes | None
+            try:
+                if length is None:
+                    async with asyncio.timeout(body_timeout):
+                        body = await _read_chunked(request, limit)
+                elif request.content.is_eof():  # the usual webhook: all came with the head
+                    body = await request.read()
+                else:
+                    async with asyncio.timeout(body_timeout):
+                        body = await request.read()
+            except web.HTTPRequestEntityTooLarge:  # a root app's smaller client_max_size
+                body = None
+            except TimeoutError:
+                return _closing(core.timed_out())
+            except Exception as exc:  # a broken upload: the connection is of no more use
+                return _closing(core.unreadable(exc))
+            if body is None:
+                return _closing(core.too_large())
+            url = ""
+            if core.signing_key is not None:
+                base = core.base_url
+                url = (
+                    base + request.raw_path
+                    if base is not None
+                    else f"{request.scheme}://{request.host}{request.raw_path}"
+                )
+            return web.Response(status=core.process(body, url, request.headers.get))
+        except Exception as exc:  # never a 500
+            return web.Response(status=core.failed(exc))
 
     return handle
 
@@ -267,7 +397,11 @@ def create_app(sink: EventSink, settings: ReceiverSettings | None = None) -> web
     """An aiohttp app answering webhook POSTs at ``settings.path``.
 
     Mount it in your own app (``app.add_subapp("/hooks", create_app(...))``); the
-    signed URL then includes the prefix. ``app_stats(app)`` reads its counters.
+    signed URL then includes the prefix. ``app_stats(app)`` reads its counters. The
+    body deadline is applied here; keep-alive and what aiohttp's HTTP parser logs for
+    junk requests (one ERROR traceback each, at ``aiohttp.server``) are your server's:
+    pass ``keepalive_timeout=`` to your ``AppRunner``, and a ``logger=`` or a filter on
+    ``aiohttp.server`` if junk requests reach it.
     """
     return _build_app(_Core(sink, settings or ReceiverSettings()))
 
@@ -288,11 +422,46 @@ def app_stats(app: web.Application) -> ReceiverStats:
     return core.stats()
 
 
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """What the standalone server's aiohttp protocol logs, made flood-proof.
+
+    A request its HTTP parser refused (a header over 8,190 bytes, a bad request line or
+    URL: an ``HttpProcessingError``) is counted as ``rejected_protocol`` and logged one
+    line a minute at most instead of one ERROR traceback each. A body that fails again
+    while aiohttp drains it after our answer (``RequestPayloadError``: bad gzip, say) was
+    counted by the handler already: DEBUG. Any other warning or error aiohttp logs goes
+    to its ``aiohttp.server`` logger, at most once a minute per level.
+    """
+
+    def __init__(self, core: _Core) -> None:
+        super().__init__(server_logger)
+        self._core = core
+        self._throttles: dict[int, LogThrottle] = {}
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if exc is True:  # logger.exception(...) inside an except block
+            exc = sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            self._core.protocol_error(exc)
+        elif level >= logging.WARNING and not isinstance(exc, RequestPayloadError):
+            throttle = self._throttles.get(level)
+            if throttle is None:
+                throttle = self._throttles[level] = LogThrottle(server_logger, level)
+            throttle(str(msg), *args, exc_info=exc)
+        else:
+            super().log(min(level, logging.DEBUG), msg, *args, **kwargs)
+
+
 class Receiver:
     """A standalone webhook server on ``host:port`` (``port=0`` picks a free port).
 
     ``start()`` and ``aclose()`` are idempotent; a closed receiver starts again on the
     port it had, keeping its counters. The access log is off unless ``access_log=True``.
+    The server closes a connection idle for ``settings.keepalive_timeout`` and, after a
+    refusal, drains the rest of an unread body for at most ``settings.body_timeout``.
+    Requests its HTTP parser refuses are counted (``rejected_protocol``) and logged once
+    a minute at most.
 
         async with Receiver(sink, ReceiverSettings(), port=0) as receiver:
             status_url = receiver.url
@@ -368,10 +537,14 @@ class Receiver:
                     message, payload, protocol, writer, task, loop, client_max_size=limit
                 )
 
+            settings = self._core.settings
             server = web.Server(
                 _make_handler(self._core, route=True),
                 request_factory=make_request,
                 access_log=access_logger if self._access_log else None,
+                logger=cast(logging.Logger, _ServerLog(self._core)),
+                keepalive_timeout=settings.keepalive_timeout,
+                lingering_time=settings.body_timeout,
             )
             runner = web.ServerRunner(server, shutdown_timeout=self._shutdown_timeout)
             await runner.setup()
@@ -407,8 +580,8 @@ class Receiver:
 
 _EMPTY_HEADERS = [(b"content-length", b"0")]
 _405_HEADERS = [(b"content-length", b"0"), (b"allow", b"POST")]
-_SHA256_LOWER = SHA256_HEADER.lower().encode()
-_SHA1_LOWER = SHA1_HEADER.lower().encode()
+_CLOSE_HEADERS = [(b"content-length", b"0"), (b"connection", b"close")]
+_SIGNATURE_NAMES = {name.lower().encode(): name for name in (SHA256_HEADER, SHA1_HEADER)}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 
 
@@ -419,7 +592,11 @@ async def _respond(send: ASGISend, status: int, headers: list[tuple[bytes, bytes
 
 class ASGIReceiver:
     """A plain ASGI 3 app answering webhook POSTs at ``settings.path`` (relative to
-    ``root_path`` when mounted). Made by ``asgi_app``; ``stats()`` reads its counters."""
+    ``root_path`` when mounted). Made by ``asgi_app``; ``stats()`` reads its counters.
+
+    It applies ``body_timeout`` (408 and ``connection: close``); keep-alive, header
+    deadlines and malformed HTTP are the ASGI server's (uvicorn: ``--timeout-keep-alive``).
+    The deadline is an anyio cancel scope, so the app makes no asyncio-only call."""
 
     def __init__(self, sink: EventSink, settings: ReceiverSettings | None = None) -> None:
         self._core = _Core(sink, settings or ReceiverSettings())
@@ -451,50 +628,69 @@ class ASGIReceiver:
         if scope["method"] != "POST":
             await _respond(send, 405, _405_HEADERS)
             return
+        core.received += 1
+        try:
+            status = await self._serve(scope, path, receive)
+        except Exception as exc:  # never a 500
+            status = core.failed(exc)
+        if status in (408, 413):  # refused with the body (partly) unread: end the connection
+            await _respond(send, status, _CLOSE_HEADERS)
+        elif status:
+            await _respond(send, status, _EMPTY_HEADERS)
+
+    async def _serve(self, scope: Scope, path: str, receive: ASGIReceive) -> int:
+        """Read, verify and deliver one POST; the status to answer (0: the client is gone)."""
+        core = self._core
         length: int | None = None
         host: str | None = None
-        sha256: str | None = None
-        sha1: str | None = None
+        signatures: dict[str, str] = {}
         for name, value in scope["headers"]:
             name = name.lower()
             if name == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
-                    length = None
+                    pass  # not a number: the body is read to its end
             elif name == b"host":
-                host = value.decode("latin-1")
-            elif name == _SHA256_LOWER:
-                sha256 = value.decode("latin-1")
-            elif name == _SHA1_LOWER:
-                sha1 = value.decode("latin-1")
+                host = value.decode(errors="surrogateescape")
+            elif name in _SIGNATURE_NAMES:
+                # the first of repeated headers counts (as in aiohttp); any bytes decode
+                header = _SIGNATURE_NAMES[name]
+                signatures.setdefault(header, value.decode(errors="surrogateescape"))
         limit = core.max_body_size
         if length is not None and length > limit:
-            await _respond(send, core.too_large(), _EMPTY_HEADERS)
-            return
+            return core.too_large()
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    await _respond(send, core.too_large(), _EMPTY_HEADERS)
-                    return
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        with anyio.move_on_after(core.body_timeout) as deadline:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    core.unreadable(ConnectionResetError("the client disconnected"))
+                    return 0
+                chunk: bytes | None = message.get("body")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        return core.too_large()
+                    chunks.append(chunk)
+                if not message.get("more_body"):
+                    break
+        if deadline.cancelled_caught:
+            return core.timed_out()
+        body = b"".join(chunks)  # one chunk: that very object, no copy
         url = ""
         if core.signing_key is not None:
+            # undecodable bytes become lone surrogates, which signing turns back into them
             raw_path: bytes | None = scope.get("raw_path")
-            target = raw_path.decode("latin-1") if raw_path else quote(path, safe=_PATH_SAFE)
+            target = (
+                raw_path.decode(errors="surrogateescape")
+                if raw_path
+                else quote(path, safe=_PATH_SAFE, errors="surrogateescape")
+            )
             query: bytes = scope.get("query_string") or b""
             if query:
-                target = f"{target}?{query.decode('latin-1')}"
+                target = f"{target}?{query.decode(errors='surrogateescape')}"
             base = core.base_url
             if base is None:
                 if host is None:
@@ -502,8 +698,7 @@ class ASGIReceiver:
                     host = f"{server[0]}:{server[1]}" if server else "localhost"
                 base = f"{scope.get('scheme', 'http')}://{host}"
             url = base + target
-        signatures = {SHA256_HEADER: sha256, SHA1_HEADER: sha1}
-        await _respond(send, core.process(body, url, signatures.get), _EMPTY_HEADERS)
+        return core.process(body, url, signatures.get)
 
 
 async def _lifespan(receive: ASGIReceive, send: ASGISend) -> None:

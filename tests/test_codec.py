@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from signalwire_calls._codec import (
+    MAX_ID_LENGTH,
     MalformedLegError,
     decode_event,
     decode_json,
@@ -147,6 +148,96 @@ def test_unknown_event_envelope_fields_of_wrong_type_are_dropped() -> None:
     )
     assert event.call_id is None
     assert event.control_id == "k"
+
+
+# --------------------------------------------------------------------------- numbers, ids
+
+
+@pytest.mark.parametrize("digits", [309, 310, 400, 4300])
+@pytest.mark.parametrize("event_type", ["calling.call.play", "calling.call.hologram"])
+def test_integer_timestamp_beyond_float_range_reads_as_none(digits: int, event_type: str) -> None:
+    """float() of such an integer raises OverflowError; msgspec refuses it in a float
+    field, so a known type falls back to UnknownEvent, which keeps everything else."""
+    body = (
+        b'{"event_type":"'
+        + event_type.encode()
+        + b'","timestamp":'
+        + b"9" * digits
+        + b',"project_id":"p","params":{"control_id":"k"}}'
+    )
+    event = decode_event(body)
+    assert isinstance(event, UnknownEvent)
+    assert (event.event_type, event.timestamp, event.project_id) == (event_type, None, "p")
+    assert event.control_id == "k"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"-" + b"9" * 400, None),
+        (b"9" * 308, float("9" * 308)),  # still a float
+        (b"1e308", 1e308),
+        (b"-0.5", -0.5),
+        (b"12", 12.0),
+        (b'"12"', None),  # the generic reader takes numbers only
+    ],
+)
+def test_unknown_event_timestamp_edges(raw: bytes, expected: float | None) -> None:
+    event = decode_event(b'{"event_type":"x.y","timestamp":' + raw + b"}")
+    assert isinstance(event, UnknownEvent)
+    assert event.timestamp == expected
+
+
+@pytest.mark.parametrize("raw", [b'"nan"', b'"inf"', b'"-Infinity"', b'"NaN"'])
+def test_non_finite_timestamp_of_a_known_event_reads_as_none(raw: bytes) -> None:
+    """strict=False reads numbers in strings, including these."""
+    event = decode_event(
+        b'{"event_type":"calling.call.play","timestamp":' + raw + b',"params":{"control_id":"k"}}'
+    )
+    assert isinstance(event, PlayEvent)
+    assert event.timestamp is None
+    assert event.control_id == "k"
+
+
+@pytest.mark.parametrize("digits", [4301, 10_000])
+def test_integer_beyond_msgspec_range_is_malformed(digits: int) -> None:
+    body = b'{"event_type":"x.y","timestamp":' + b"9" * digits + b"}"
+    with pytest.raises(MalformedWebhookError, match="body: not valid JSON"):
+        decode_event(body)
+
+
+def _with_ids(event_type: str, control_id: str | None, call_id: str | None) -> bytes:
+    params: dict[str, str] = {}
+    if control_id is not None:
+        params["control_id"] = control_id
+    if call_id is not None:
+        params["call_id"] = call_id
+    return msgspec.json.encode({"event_type": event_type, "params": params})
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    ["calling.call.play", "calling.call.state", "calling.transcript.completed", "x.unknown"],
+)
+def test_ids_up_to_the_limit_pass_longer_ones_are_malformed(event_type: str) -> None:
+    assert MAX_ID_LENGTH == 128
+    ok = "a" * MAX_ID_LENGTH
+    event = decode_event(_with_ids(event_type, ok, ok))
+    assert event.call_id == ok
+    with pytest.raises(
+        MalformedWebhookError, match=r"^call_id: longer than 128 characters \(129\)"
+    ):
+        decode_event(_with_ids(event_type, None, ok + "a"))
+    if event.control_id is not None:  # the types that carry one
+        assert event.control_id == ok
+        with pytest.raises(MalformedWebhookError, match=r"^control_id: longer than 128"):
+            decode_event(_with_ids(event_type, ok + "a", "c"))
+
+
+def test_call_document_with_a_long_call_id_is_malformed() -> None:
+    body = msgspec.json.encode({"call": {"call_id": "c" * 129}, "vars": {}})
+    with pytest.raises(MalformedWebhookError, match=r"^call_id: longer than 128"):
+        decode_event(body)
 
 
 # --------------------------------------------------------------------------- drift

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import io
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -317,7 +319,7 @@ async def test_mounted_under_prefix_signs_the_full_path(http: aiohttp.ClientSess
     finally:
         await runner.cleanup()
     assert len(sink.events) == 1
-    with pytest.raises(ValueError, match="create_app"):
+    with pytest.raises(ValueError, match=r"^app: not an application made by create_app\(\)$"):
         app_stats(user_app)
 
 
@@ -406,12 +408,15 @@ async def call_asgi(
     root_path: str = "",
     raw_path: bool = True,
     disconnect: bool = False,
+    host: str = "internal:8000",
 ) -> ASGIResult:
+    """Drive ``app`` through the ASGI protocol; header values (and ``host``) are
+    latin-1, so a str holds any bytes."""
     parts = list(chunks)
-    raw_headers = [(b"host", b"internal:8000")]
+    raw_headers = [(b"host", host.encode("latin-1"))]
     if content_length:
         raw_headers.append((b"content-length", str(sum(map(len, parts))).encode()))
-    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw_headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in (headers or {}).items()]
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -535,8 +540,8 @@ async def test_asgi_failing_sink_method_path_and_disconnect() -> None:
     assert (b"allow", b"POST") in not_post.messages[0]["headers"]
     assert (await call_asgi(app, path="/other")).status == 404
     gone = await call_asgi(app, path="/signalwire/events", disconnect=True, content_length=False)
-    assert gone.messages == []
-    assert app.stats() == ReceiverStats(received=1, accepted=1, sink_errors=1)
+    assert gone.messages == []  # nobody to answer; counted like an unreadable body
+    assert app.stats() == ReceiverStats(received=2, accepted=1, rejected_malformed=1, sink_errors=1)
 
 
 async def test_asgi_lifespan_and_websocket() -> None:
@@ -558,3 +563,182 @@ async def test_asgi_lifespan_and_websocket() -> None:
         ]
         await app({"type": "websocket", "path": "/signalwire/events"}, receive, send)
     assert sent[-1]["type"] == "websocket.close"
+
+
+# --------------------------------------------------------------------------- never a 500
+# Each of these answered 500 before (and counted the request in no outcome counter).
+
+
+def raw_post(
+    target: bytes,
+    body: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    *,
+    host: bytes = b"127.0.0.1",
+    close: bool = True,
+) -> bytes:
+    """The bytes of a POST, exactly as given (headers may hold any byte but CR/LF)."""
+    lines = [b"POST " + target + b" HTTP/1.1", b"Host: " + host]
+    lines += [name + b": " + value for name, value in headers]
+    lines.append(b"Content-Length: " + str(len(body)).encode())
+    if close:
+        lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+async def raw_exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send ``data`` on a new connection to 127.0.0.1:``port``; the status of the first
+    response and its head."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(5):
+            writer.write(data)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return int(head.split(b" ", 2)[1]), head
+
+
+def outcomes(stats: ReceiverStats) -> int:
+    """The sum of the outcome counters: equals ``received`` at all times."""
+    return (
+        stats.accepted
+        + stats.rejected_signature
+        + stats.rejected_malformed
+        + stats.rejected_too_large
+        + stats.rejected_timeout
+        + stats.rejected_error
+    )
+
+
+HUGE_INT = b"9" * 310  # > 1.8e308: float() overflows
+HUGE_TIMESTAMP_BODIES = [
+    b'{"event_type":"calling.call.hologram","timestamp":' + HUGE_INT + b',"params":{}}',
+    b'{"event_type":"calling.call.play","timestamp":' + HUGE_INT + b',"params":{}}',
+    b'{"event_type":"calling.call.hologram","timestamp":' + b"9" * 4300 + b"}",
+]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("body", HUGE_TIMESTAMP_BODIES, ids=["unknown", "known", "4300-digits"])
+async def test_huge_integer_timestamp_is_accepted_without_it(body: bytes, signed: bool) -> None:
+    sink = ListSink()
+    settings = ReceiverSettings(signing_key=KEY_B if signed else None)
+    async with Receiver(sink, settings) as receiver:
+        # raw_post sends "Host: 127.0.0.1": the signed URL has no port
+        headers = sign(KEY_B, "http://127.0.0.1/signalwire/events", body) if signed else {}
+        data = raw_post(
+            settings.path.encode(), body, [(k.encode(), v.encode()) for k, v in headers.items()]
+        )
+        assert (await raw_exchange(receiver.port, data))[0] == 200
+        assert receiver.stats() == ReceiverStats(received=1, accepted=1, unknown_events=1)
+    assert [e.timestamp for e in sink.events] == [None]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["é".encode(), b"\xff" * 64, "\u4e2d".encode() * 21 + b"a", b"\x80"],
+    ids=["e-acute", "ff-bytes", "cjk-64-long", "lone-continuation"],
+)
+@pytest.mark.parametrize("header", [SHA256_HEADER, SHA1_HEADER])
+async def test_non_ascii_signature_header_is_403(header: str, value: bytes) -> None:
+    sink = ListSink()
+    async with Receiver(sink, SETTINGS_B) as receiver:
+        data = raw_post(b"/sw/status?leg=a", BODY_B, [(header.encode(), value)])
+        assert (await raw_exchange(receiver.port, data))[0] == 403
+        assert receiver.stats() == ReceiverStats(received=1, rejected_signature=1)
+    app = asgi_app(sink, SETTINGS_B)
+    result = await call_asgi(app, headers={header: value.decode("latin-1")})
+    assert result.status == 403
+    assert app.stats() == ReceiverStats(received=1, rejected_signature=1)
+    assert sink.events == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"h\xff\xe9st", b"\xc3\xa9xample.com:8080", b"\xed\xa0\x80"],
+    ids=["ff", "utf8", "cesu"],
+)
+async def test_non_utf8_host_with_signing_key_is_checked_not_crashed(host: bytes) -> None:
+    """Without public_url the Host header is part of the signed URL, byte for byte."""
+    sink = ListSink()
+    settings = ReceiverSettings(signing_key=KEY_B)
+    async with Receiver(sink, settings) as receiver:
+        target = b"/signalwire/events?x=%ff"
+        signed_url = b"http://" + host + target
+        good = hmac.new(KEY_B.encode(), signed_url + BODY_B, hashlib.sha256).hexdigest()
+        for digest, status in ((good, 200), ("0" * 64, 403)):
+            data = raw_post(target, BODY_B, [(SHA256_HEADER.encode(), digest.encode())], host=host)
+            assert (await raw_exchange(receiver.port, data))[0] == status
+        assert receiver.stats() == ReceiverStats(received=2, accepted=1, rejected_signature=1)
+    # the ASGI adapter signs the bytes it was given in the same way
+    app = asgi_app(sink, settings)
+    raw_headers = {SHA256_HEADER: good}
+    scope_host = host.decode("latin-1")
+    result = await call_asgi(
+        app,
+        path="/signalwire/events",
+        query=b"x=%ff",
+        headers=raw_headers,
+        host=scope_host,
+    )
+    assert result.status == 200
+    assert len(sink.events) == 2
+
+
+async def test_mounted_app_survives_the_same_inputs() -> None:
+    sink = ListSink()
+    user_app = web.Application()
+    sub = create_app(sink, ReceiverSettings(path="/sw/status", signing_key=KEY_B))
+    user_app.add_subapp("/hooks", sub)
+    runner = web.AppRunner(user_app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        target = b"/hooks/sw/status"
+        sig = (SHA256_HEADER.encode(), "é".encode())
+        assert (await raw_exchange(port, raw_post(target, BODY_B, [sig])))[0] == 403
+        assert (await raw_exchange(port, raw_post(target, BODY_B, [sig], host=b"\xff")))[0] == 403
+        signed = sign(KEY_B, f"http://127.0.0.1{target.decode()}", HUGE_TIMESTAMP_BODIES[0])
+        data = raw_post(
+            target, HUGE_TIMESTAMP_BODIES[0], [(k.encode(), v.encode()) for k, v in signed.items()]
+        )
+        assert (await raw_exchange(port, data))[0] == 200
+        stats = app_stats(sub)
+        assert stats == ReceiverStats(
+            received=3, accepted=1, rejected_signature=2, unknown_events=1
+        )
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"control_id": "c" * 129, "call_id": "x"},
+        {"call_id": "c" * 129},
+        {"call_id": "c" * 100_000},
+    ],
+    ids=["control-129", "call-129", "call-100k"],
+)
+@pytest.mark.parametrize("event_type", ["calling.call.play", "calling.call.hologram"])
+async def test_oversized_ids_are_refused_as_malformed(
+    http: aiohttp.ClientSession, event_type: str, params: dict[str, str]
+) -> None:
+    sink = ListSink()
+    body = json.dumps({"event_type": event_type, "params": params}).encode()
+    async with Receiver(sink) as receiver:
+        assert (await post(http, receiver.url, body))[0] == 400
+        ok = {k: v[:128] for k, v in params.items()}  # exactly the limit passes
+        ok_body = json.dumps({"event_type": event_type, "params": ok}).encode()
+        assert (await post(http, receiver.url, ok_body))[0] == 200
+        unknown = int(event_type.endswith("hologram"))
+        assert receiver.stats() == ReceiverStats(
+            received=2, accepted=1, rejected_malformed=1, unknown_events=unknown
+        )
+    assert len(sink.events) == 1
