@@ -81,6 +81,7 @@ from .handles import (
     TranscribeHandle,
     TranscribeResult,
 )
+from .inbound import InboundRequest
 from .legs import AnyLeg, CallLeg, FabricSubscriberDeviceLeg, GenericLeg
 from .receiver import EventSink, Receiver, ReceiverSettings, ReceiverStats, asgi_app, create_app
 from .session import CallSession, SessionStats, TraceRecord
@@ -115,6 +116,7 @@ __all__ = [
     "HTTPSettings",
     "HandleStateError",
     "HandleStatus",
+    "InboundRequest",
     "InvalidSignatureError",
     "MalformedWebhookError",
     "NotFoundError",

@@ -9,6 +9,7 @@ starts the user's handler for the call in the session's task group (anyio), unle
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from ._logthrottle import LogThrottle
 from .call import Call
 from .errors import CallEndedError, RequestError, SessionClosedError
 from .inbound import BUSY_SWML, DEFAULT_SWML, InboundRequest, decode_inbound
@@ -72,6 +74,8 @@ class InboundDispatcher:
         self._overflow = overflow_swml if overflow_swml is not None else BUSY_SWML
         self._limiter = anyio.CapacityLimiter(max_concurrent)
         self._group: anyio.abc.TaskGroup | None = None
+        self._overflow_log = LogThrottle(logger)
+        self._failure_log = LogThrottle(logger, logging.ERROR)
         self.received = 0
         self.handled = 0
         self.overflow = 0
@@ -98,7 +102,7 @@ class InboundDispatcher:
         group = self._group
         if group is None or self._limiter.available_tokens < 1:
             self.overflow += 1
-            logger.warning(
+            self._overflow_log(
                 "inbound call %r from %r answered with the overflow SWML: %s",
                 request.call_id,
                 request.from_,
@@ -117,7 +121,11 @@ class InboundDispatcher:
             await self._handler(call, request)
         except Exception:
             self.failed += 1
-            logger.exception("inbound handler failed on call %r; hanging up", call.id)
+            self._failure_log(
+                "inbound handler failed on call %r; hanging up",
+                call.id,
+                exc_info=sys.exc_info()[1],
+            )
         finally:
             try:
                 if not request.kept and not call.is_ended:

@@ -38,6 +38,7 @@ from .events import AnyEvent, UnknownEvent
 __all__ = [
     "ASGIReceiver",
     "EventSink",
+    "InboundAnswer",
     "Receiver",
     "ReceiverSettings",
     "ReceiverStats",
@@ -66,10 +67,24 @@ class EventSink(Protocol):
     def deliver(self, event: AnyEvent) -> None: ...
 
 
+class InboundAnswer(Protocol):
+    """Answers the platform's SWML request for an inbound call (the session's
+    ``on_inbound`` dispatcher implements it).
+
+    ``answer`` gets the verified body and returns the SWML reply (JSON bytes), or
+    ``None`` when no inbound handler is set (the receiver then answers 404); it raises
+    ``MalformedWebhookError`` for a body that is not an SWML request (400).
+    """
+
+    def answer(self, body: bytes) -> bytes | None: ...
+
+
 class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Configuration of the webhook receiver.
 
-    ``path`` is the route inside the receiver's app. ``public_url`` is the base URL the
+    ``path`` is the route inside the receiver's app, ``inbound_path`` the route of the
+    SWML webhook for inbound calls (served when the session has ``on_inbound``).
+    ``public_url`` is the base URL the
     platform calls (``"https://abc.ngrok.io"``); signatures are checked over
     ``public_url + request path + query``, so verification works behind a tunnel or
     proxy. Without it the URL the server saw (``scheme://host/path?query``) is used.
@@ -96,10 +111,14 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     keepalive_timeout: float = 75.0
 
     def __post_init__(self) -> None:
-        if not self.path.startswith("/") or "?" in self.path or "#" in self.path:
-            raise ConfigurationError(
-                f"path: must start with '/' and hold no query or fragment, got {self.path!r}"
-            )
+        for name in ("path", "inbound_path"):
+            route: str = getattr(self, name)
+            if not route.startswith("/") or "?" in route or "#" in route:
+                raise ConfigurationError(
+                    f"{name}: must start with '/' and hold no query or fragment, got {route!r}"
+                )
+        if self.inbound_path == self.path:
+            raise ConfigurationError("inbound_path: must differ from path")
         if self.public_url is not None:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -177,6 +196,7 @@ class _Core:
         "accepted",
         "base_url",
         "body_timeout",
+        "inbound",
         "max_body_size",
         "protocol_log",
         "received",
@@ -193,9 +213,12 @@ class _Core:
         "unknown_events",
     )
 
-    def __init__(self, sink: EventSink, settings: ReceiverSettings) -> None:
+    def __init__(
+        self, sink: EventSink, settings: ReceiverSettings, inbound: InboundAnswer | None = None
+    ) -> None:
         self.sink = sink
         self.settings = settings
+        self.inbound = inbound
         self.signing_key = settings.signing_key
         self._verifier = Verifier(settings.signing_key) if settings.signing_key else None
         self.base_url = settings.public_url.rstrip("/") if settings.public_url else None
@@ -294,6 +317,30 @@ class _Core:
         self.accepted += 1
         return 200
 
+    def process_inbound(
+        self, body: bytes, url: str, header: Callable[[str], str | None]
+    ) -> tuple[int, bytes | None]:
+        """Verify the platform's SWML request for an inbound call and answer it: the
+        status and, with 200, the SWML reply."""
+        verifier = self._verifier
+        if verifier is not None and not verifier.verify(url, body, header):
+            return self._bad_signature(url, header), None
+        inbound = self.inbound
+        reply = None
+        if inbound is not None:
+            try:
+                reply = inbound.answer(body)
+            except MalformedWebhookError as exc:
+                self.rejected_malformed += 1
+                logger.debug("inbound SWML request refused (400): %r", str(exc))
+                return 400, None
+        if reply is None:
+            self.rejected_malformed += 1
+            logger.debug("inbound SWML request refused (404): no inbound handler is set")
+            return 404, None
+        self.accepted += 1
+        return 200, reply
+
     def _bad_signature(self, url: str, header: Callable[[str], str | None]) -> int:
         self.rejected_signature += 1
         # the usual cause is a wrong public_url or mount path, or a wrong key: name the
@@ -340,21 +387,27 @@ def _closing(status: int) -> web.Response:
 
 
 def _make_handler(
-    core: _Core, *, route: bool = False
+    core: _Core, *, route: bool = False, inbound: bool = False
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
     """The request handler; with ``route`` it also answers 404/405 itself (the
-    standalone server has no router in front of it)."""
+    standalone server has no router in front of it) and serves the inbound SWML path
+    beside the events path; ``inbound`` makes it the inbound SWML handler."""
     limit = core.max_body_size
     path = core.settings.path
+    inbound_path = core.settings.inbound_path if core.inbound is not None else None
     body_timeout = core.body_timeout
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        if route and (request.method != "POST" or request.path != path):
-            # closing: a body sent along is left unread (and aiohttp may fail to drain it)
-            response = _closing(404 if request.path != path else 405)
-            if response.status == 405:
-                response.headers[hdrs.ALLOW] = "POST"
-            return response
+        swml = inbound
+        if route:
+            here = request.path
+            swml = here == inbound_path
+            if request.method != "POST" or (here != path and not swml):
+                # closing: a body sent along is left unread (and aiohttp may fail to drain it)
+                response = _closing(404 if here != path and not swml else 405)
+                if response.status == 405:
+                    response.headers[hdrs.ALLOW] = "POST"
+                return response
         core.received += 1
         try:
             length = request.content_length
@@ -386,6 +439,11 @@ def _make_handler(
                     if base is not None
                     else f"{request.scheme}://{request.host}{request.raw_path}"
                 )
+            if swml:
+                status, reply = core.process_inbound(body, url, request.headers.get)
+                if reply is None:
+                    return web.Response(status=status)
+                return web.Response(status=status, body=reply, content_type="application/json")
             return web.Response(status=core.process(body, url, request.headers.get))
         except Exception as exc:  # never a 500
             return web.Response(status=core.failed(exc))
@@ -393,8 +451,14 @@ def _make_handler(
     return handle
 
 
-def create_app(sink: EventSink, settings: ReceiverSettings | None = None) -> web.Application:
-    """An aiohttp app answering webhook POSTs at ``settings.path``.
+def create_app(
+    sink: EventSink,
+    settings: ReceiverSettings | None = None,
+    *,
+    inbound: InboundAnswer | None = None,
+) -> web.Application:
+    """An aiohttp app answering webhook POSTs at ``settings.path`` (and, with
+    ``inbound``, the platform's SWML requests for inbound calls at ``inbound_path``).
 
     Mount it in your own app (``app.add_subapp("/hooks", create_app(...))``); the
     signed URL then includes the prefix. ``app_stats(app)`` reads its counters. The
@@ -403,13 +467,15 @@ def create_app(sink: EventSink, settings: ReceiverSettings | None = None) -> web
     pass ``keepalive_timeout=`` to your ``AppRunner``, and a ``logger=`` or a filter on
     ``aiohttp.server`` if junk requests reach it.
     """
-    return _build_app(_Core(sink, settings or ReceiverSettings()))
+    return _build_app(_Core(sink, settings or ReceiverSettings(), inbound))
 
 
 def _build_app(core: _Core) -> web.Application:
     app = web.Application(client_max_size=core.max_body_size)
     app[_CORE_KEY] = core
     app.router.add_post(core.settings.path, _make_handler(core))
+    if core.inbound is not None:
+        app.router.add_post(core.settings.inbound_path, _make_handler(core, inbound=True))
     return app
 
 
@@ -476,6 +542,7 @@ class Receiver:
         port: int = 0,
         access_log: bool = False,
         shutdown_timeout: float = 5.0,
+        inbound: InboundAnswer | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"port: must be 0..65535, got {port}")
@@ -483,7 +550,7 @@ class Receiver:
             raise ConfigurationError(
                 f"shutdown_timeout: must be a finite number >= 0, got {shutdown_timeout}"
             )
-        self._core = _Core(sink, settings or ReceiverSettings())
+        self._core = _Core(sink, settings or ReceiverSettings(), inbound)
         self._host = host
         self._port = port
         self._access_log = access_log
@@ -598,8 +665,14 @@ class ASGIReceiver:
     deadlines and malformed HTTP are the ASGI server's (uvicorn: ``--timeout-keep-alive``).
     The deadline is an anyio cancel scope, so the app makes no asyncio-only call."""
 
-    def __init__(self, sink: EventSink, settings: ReceiverSettings | None = None) -> None:
-        self._core = _Core(sink, settings or ReceiverSettings())
+    def __init__(
+        self,
+        sink: EventSink,
+        settings: ReceiverSettings | None = None,
+        *,
+        inbound: InboundAnswer | None = None,
+    ) -> None:
+        self._core = _Core(sink, settings or ReceiverSettings(), inbound)
 
     def stats(self) -> ReceiverStats:
         return self._core.stats()
@@ -622,24 +695,41 @@ class ASGIReceiver:
         else:
             relative = path
             path = root + path
-        if relative != core.settings.path:
+        swml = core.inbound is not None and relative == core.settings.inbound_path
+        if relative != core.settings.path and not swml:
             await _respond(send, 404, _EMPTY_HEADERS)
             return
         if scope["method"] != "POST":
             await _respond(send, 405, _405_HEADERS)
             return
         core.received += 1
+        reply: bytes | None = None
         try:
-            status = await self._serve(scope, path, receive)
+            status, reply = await self._serve(scope, path, receive, swml)
         except Exception as exc:  # never a 500
             status = core.failed(exc)
         if status in (408, 413):  # refused with the body (partly) unread: end the connection
             await _respond(send, status, _CLOSE_HEADERS)
+        elif reply is not None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(reply)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": reply})
         elif status:
             await _respond(send, status, _EMPTY_HEADERS)
 
-    async def _serve(self, scope: Scope, path: str, receive: ASGIReceive) -> int:
-        """Read, verify and deliver one POST; the status to answer (0: the client is gone)."""
+    async def _serve(
+        self, scope: Scope, path: str, receive: ASGIReceive, swml: bool
+    ) -> tuple[int, bytes | None]:
+        """Read, verify and deliver (or answer) one POST; the status to answer (0: the
+        client is gone) and the SWML reply of an inbound request."""
         core = self._core
         length: int | None = None
         host: str | None = None
@@ -659,7 +749,7 @@ class ASGIReceiver:
                 signatures.setdefault(header, value.decode(errors="surrogateescape"))
         limit = core.max_body_size
         if length is not None and length > limit:
-            return core.too_large()
+            return core.too_large(), None
         chunks: list[bytes] = []
         size = 0
         with anyio.move_on_after(core.body_timeout) as deadline:
@@ -667,17 +757,17 @@ class ASGIReceiver:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     core.unreadable(ConnectionResetError("the client disconnected"))
-                    return 0
+                    return 0, None
                 chunk: bytes | None = message.get("body")
                 if chunk:
                     size += len(chunk)
                     if size > limit:
-                        return core.too_large()
+                        return core.too_large(), None
                     chunks.append(chunk)
                 if not message.get("more_body"):
                     break
         if deadline.cancelled_caught:
-            return core.timed_out()
+            return core.timed_out(), None
         body = b"".join(chunks)  # one chunk: that very object, no copy
         url = ""
         if core.signing_key is not None:
@@ -698,7 +788,9 @@ class ASGIReceiver:
                     host = f"{server[0]}:{server[1]}" if server else "localhost"
                 base = f"{scope.get('scheme', 'http')}://{host}"
             url = base + target
-        return core.process(body, url, signatures.get)
+        if swml:
+            return core.process_inbound(body, url, signatures.get)
+        return core.process(body, url, signatures.get), None
 
 
 async def _lifespan(receive: ASGIReceive, send: ASGISend) -> None:
@@ -712,6 +804,12 @@ async def _lifespan(receive: ASGIReceive, send: ASGISend) -> None:
             return
 
 
-def asgi_app(sink: EventSink, settings: ReceiverSettings | None = None) -> ASGIReceiver:
-    """An ASGI 3 app feeding ``sink`` (mount it in FastAPI / Starlette)."""
-    return ASGIReceiver(sink, settings)
+def asgi_app(
+    sink: EventSink,
+    settings: ReceiverSettings | None = None,
+    *,
+    inbound: InboundAnswer | None = None,
+) -> ASGIReceiver:
+    """An ASGI 3 app feeding ``sink`` (mount it in FastAPI / Starlette); with
+    ``inbound`` it also answers inbound calls' SWML requests at ``inbound_path``."""
+    return ASGIReceiver(sink, settings, inbound=inbound)

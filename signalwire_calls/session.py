@@ -92,6 +92,20 @@ def _is_local(host: str | None) -> bool:
         return False
 
 
+class _InboundRelay:
+    """The receivers' way to the session's inbound dispatcher, which may be set after
+    they were made (``on_inbound`` before ``open``): ``None`` when there is none."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: CallSession) -> None:
+        self._session = session
+
+    def answer(self, body: bytes) -> bytes | None:
+        dispatcher = self._session._inbound
+        return None if dispatcher is None else dispatcher.answer(body)
+
+
 class CallSession:
     """The entry point: sends commands, receives their webhooks, joins the two.
 
@@ -204,6 +218,7 @@ class CallSession:
         self._mounted_stats: Callable[[], ReceiverStats] | None = None
         self._status_url: str | None = None
         self._inbound: InboundDispatcher | None = None
+        self._answer = _InboundRelay(self)
         self._tasks_stop: asyncio.Event | None = None
         self._tasks_runner: asyncio.Task[None] | None = None
         if not serve_receiver:
@@ -286,6 +301,7 @@ class CallSession:
                 self._receiver_settings,
                 host=self._receiver_host,
                 port=self._receiver_port,
+                inbound=self._answer,
             )
             try:
                 await receiver.start()
@@ -435,14 +451,14 @@ class CallSession:
     def webhook_app(self) -> web.Application:
         """An aiohttp ``Application`` feeding this session, to mount in your own app
         (under ``mount_path``); ``stats()`` then reports its counters."""
-        app = create_app(self._core, self._receiver_settings)
+        app = create_app(self._core, self._receiver_settings, inbound=self._answer)
         self._mounted_stats = lambda: app_stats(app)
         return app
 
     def asgi_app(self) -> ASGIReceiver:
         """An ASGI app feeding this session (FastAPI / Starlette ``mount`` under
         ``mount_path``); ``stats()`` then reports its counters."""
-        app = asgi_app(self._core, self._receiver_settings)
+        app = asgi_app(self._core, self._receiver_settings, inbound=self._answer)
         self._mounted_stats = app.stats
         return app
 
