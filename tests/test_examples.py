@@ -39,3 +39,12 @@ def test_quickstart_runs_the_whole_flow() -> None:
         "<- calling.call.detect",
     ):
         assert name in out
+
+
+def test_inbound_bot_answers_three_callers() -> None:
+    out = _run("inbound_bot.py")
+    assert "+15553000001 pressed '1' (digit)" in out
+    assert "+15553000002 pressed '2' (digit)" in out
+    assert "+15553000002 left a message: https://" in out
+    assert "+15553000009 pressed '9' (digit)" in out
+    assert "3 calls handled, 0 failed, 0 still live" in out
