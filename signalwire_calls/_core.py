@@ -45,6 +45,7 @@ import msgspec
 
 from . import commands as _cmd
 from ._codec import encode_command
+from ._logthrottle import LogThrottle
 from ._transport import DEFAULT, TimeoutArg, Transport, has_control_id
 from .call import Call
 from .errors import (
@@ -157,28 +158,6 @@ class _Recent:
         return key in self._young or key in self._old
 
 
-class _Throttle:
-    """At most one log record per ``interval`` seconds per key; counts what it held back."""
-
-    __slots__ = ("_clock", "_interval", "_last", "_suppressed")
-
-    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def allow(self, key: str) -> int | None:
-        """``None`` to hold this one back, else how many were held back since the last."""
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self._interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return None
-        self._last[key] = now
-        return self._suppressed.pop(key, 0)
-
-
 class Core:
     """Owns pending operations and live calls; implements ``CallOwner`` and the
     receiver's ``EventSink`` (``deliver``). Created and driven by ``CallSession``."""
@@ -240,7 +219,10 @@ class Core:
         self._recent_calls = _Recent(recent_max)
         self._ids = ""
         self._id_pos = 0
-        self._throttle = _Throttle(60.0, clock)
+        self._no_webhook_log = LogThrottle(logger, clock=clock)
+        self._early_full_log = LogThrottle(logger, clock=clock)
+        self._expired_log = LogThrottle(logger, logging.INFO, clock=clock)
+        self._trace_log = LogThrottle(logger, logging.ERROR, clock=clock)
         self.commands_sent = 0
         self.routed = 0
         self.buffered = 0
@@ -771,19 +753,15 @@ class Core:
 
     def _no_webhook(self, call: Call, rejections_then: int) -> None:
         self._watchdogs.pop(call.id, None)
-        held_back = self._throttle.allow("no_webhook")
-        if held_back is None:
-            return
         rejected = (self._rejections() if self._rejections is not None else 0) - rejections_then
-        logger.warning(
+        self._no_webhook_log(
             "no webhook arrived for call %r within %g s of its dial; the platform was told "
             "to send them to %r. Signature rejections meanwhile: %d (a wrong signing key or "
-            "public URL?). Check that this URL reaches this process%s",
+            "public URL?). Check that this URL reaches this process",
             call.id,
             self._watchdog_after,
             self._status_url,
             rejected,
-            f" ({held_back} similar warnings held back)" if held_back else "",
         )
 
     # -- the early buffer -----------------------------------------------------------------
@@ -799,16 +777,14 @@ class Core:
             or (bucket is not None and len(bucket) >= self._early_per_call)
         ):
             self.expired += 1
-            held_back = self._throttle.allow("early_full")
-            if held_back is not None:
-                logger.warning(
-                    "early-event buffer full (%d events, %d bytes): dropped a call-state "
-                    "event for %r%s",
-                    self._early_count,
-                    self._early_bytes,
-                    call_id,
-                    f" ({held_back} more dropped since the last warning)" if held_back else "",
-                )
+            self._early_full_log(
+                "early-event buffer full (%d events, %d bytes; %d for this call): dropped a "
+                "call-state event for %r",
+                self._early_count,
+                self._early_bytes,
+                len(bucket) if bucket is not None else 0,
+                call_id,
+            )
             return
         if bucket is None:
             self._early[call_id] = [(event, size)]
@@ -827,7 +803,7 @@ class Core:
             if bucket:
                 self._drop(bucket)
                 self.expired += len(bucket)
-                logger.info(
+                self._expired_log(
                     "expired %d unmatched call-state event(s) for %r after %.1fs",
                     len(bucket),
                     key,
@@ -853,14 +829,9 @@ class Core:
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
-        except Exception:
+        except Exception as exc:
             self.trace_errors += 1
-            held_back = self._throttle.allow("trace")
-            if held_back is not None:
-                logger.exception(
-                    "the trace callback raised%s",
-                    f" ({held_back} more since the last report)" if held_back else "",
-                )
+            self._trace_log("the trace callback raised", exc_info=exc)
 
     # -- introspection ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -417,3 +418,68 @@ async def test_a_failing_trace_callback_loses_no_event() -> None:
         assert (await play.finished()).state == "finished"
         assert e.session.stats().registry.trace_errors == len(seen)
         assert "calling.call.play" in seen
+
+
+# --------------------------------------------------------------------------- flooding
+
+
+async def test_a_flood_of_bogus_events_neither_fills_the_buffer_nor_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """10,000 forged operation events, then a real dial whose 'answered' races its
+    answer: the forged ones are not kept, the real one is replayed, and the log holds at
+    most one line per kind of message."""
+    async with asyncio.timeout(30), env(early_event_max=100) as e:
+        e.space.dial_gate.clear()
+        dial = asyncio.create_task(
+            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        )
+        while not e.space.dials_waiting:
+            await asyncio.sleep(0.005)
+        with caplog.at_level(logging.DEBUG, logger="signalwire_calls"):
+            bogus = [
+                e.post("calling.call.play", call_id="c", control_id=f"x{i}\nforged", state="x")
+                for i in range(10_000)
+            ]
+            for chunk in range(0, len(bogus), 500):
+                await asyncio.gather(*bogus[chunk : chunk + 500])
+            # call-state events for made-up calls while the dial is in flight: buffered,
+            # but only up to the bound, and logged once
+            for i in range(150):
+                await e.call_state(f"made-up-{i}\nINFO forged line", "ringing")
+            await e.call_state("call-1", "answered")  # the real one: the buffer is full...
+        stats = e.session.stats().registry
+        assert stats.unmatched == 10_000
+        assert stats.buffered_now == 100
+        e.space.dial_gate.set()
+        call = await dial
+        # ...so the real event was dropped, counted and reported once, not silently
+        assert stats.expired == 51
+        assert call.state == "queued"
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1
+        assert "early-event buffer full" in warnings[0].getMessage()
+        assert all("\nINFO" not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_real_early_event_survives_a_flood_of_forged_operation_events() -> None:
+    async with asyncio.timeout(30), env() as e:
+        e.space.dial_gate.clear()
+        dial = asyncio.create_task(
+            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        )
+        while not e.space.dials_waiting:
+            await asyncio.sleep(0.005)
+        for chunk in range(0, 10_000, 500):
+            await asyncio.gather(
+                *(
+                    e.post("calling.call.collect", call_id="c", control_id=f"g{i}", result={})
+                    for i in range(chunk, chunk + 500)
+                )
+            )
+        await e.call_state("call-1", "answered")
+        e.space.dial_gate.set()
+        call = await dial
+        assert call.state == "answered"
+        stats = e.session.stats().registry
+        assert (stats.unmatched, stats.buffered, stats.replayed) == (10_000, 1, 1)
