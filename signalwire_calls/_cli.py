@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from ._cli_campaign import _add_campaign
+
 __all__ = ["build_parser", "main"]
 
 
@@ -86,6 +88,7 @@ async def _run_simulator(args: argparse.Namespace) -> int:
 # Subcommand registrars; the lead adds `demo` here.
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_simulator,
+    _add_campaign,
 ]
 
 
