@@ -184,7 +184,7 @@ def _swml(value: str | None) -> dict[str, Any] | str | None:
     if value is None:
         return None
     text = value
-    if not value.lstrip().startswith("{"):
+    if not value.lstrip().startswith(("{", "[")):
         try:
             with open(value, encoding="utf-8") as fh:
                 text = fh.read()
@@ -199,11 +199,12 @@ def _swml(value: str | None) -> dict[str, Any] | str | None:
     return data
 
 
-def _script_callees(sim: Any, numbers: list[str], mix_text: str, seed: int) -> dict[str, int]:
+def _script_callees(
+    sim: Any, numbers: list[str], mix: list[tuple[str, float]], seed: int
+) -> dict[str, int]:
     """Script every target's callee from the mix, deterministically per number."""
     from .testing import Callee
 
-    mix = _parse_mix(mix_text)
     total = sum(w for _, w in mix)
     counts = dict.fromkeys(_BEHAVIORS, 0)
     for number in numbers:
@@ -287,9 +288,10 @@ async def _run_checked(args: argparse.Namespace) -> int:
     if args.simulate:
         from .testing import Simulator
 
+        mix = _parse_mix(args.mix)
         sim = Simulator(time_scale=args.time_scale, seed=args.seed)
+        counts = _script_callees(sim, [t.number for t in targets], mix, args.seed)
         await sim.start()
-        counts = _script_callees(sim, [t.number for t in targets], args.mix, args.seed)
         print(
             "simulating "
             + ", ".join(f"{n} {k}" for k, n in counts.items() if n)

@@ -6,17 +6,20 @@ attempt about to be dialled) schedules its commit for the next turn; the others 
 along or are committed within ``batch_delay`` seconds. ``synchronous=NORMAL`` in WAL
 mode: a committed batch survives the crash of the process (not the loss of power).
 
-Tables::
+Tables (targets are numbered in the order they were first dialled; integer keys keep
+each write a cheap append or lookup)::
 
-    targets(key, number, data, state, outcome, attempts, next_at, result, error, updated_at)
-        state: pending | active | waiting | done; outcome set once done
-    attempts(target_key, n, status, call_id, started_at, answered_at, ended_at,
+    targets(id, key, number, data, state, outcome, attempts, next_at, result, error,
+            updated_at)
+        state: active | pending | waiting | done; outcome set once done
+    attempts(target_id, n, status, call_id, started_at, answered_at, ended_at,
              end_reason, amd, error)
         status: dialing (written and committed before the dial is sent), not_sent
         (refused before placing a call), or the attempt's outcome
 
 A target left ``dialing`` by a crash may have been dialled: ``recover()`` turns it
-into ``unknown``.
+into ``unknown``. One campaign writes a journal at a time: ``open()`` takes an
+exclusive lock on the file (readers such as the report are not affected).
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["Batch", "Journal", "JournalRow", "TargetState"]
 
 SCHEMA_VERSION = "1"
@@ -36,7 +44,8 @@ SCHEMA_VERSION = "1"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS targets (
-        key TEXT PRIMARY KEY,
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
         number TEXT NOT NULL,
         data TEXT NOT NULL DEFAULT '{}',
         state TEXT NOT NULL,
@@ -48,7 +57,7 @@ _SCHEMA = (
         updated_at REAL NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS attempts (
-        target_key TEXT NOT NULL,
+        target_id INTEGER NOT NULL,
         n INTEGER NOT NULL,
         status TEXT NOT NULL,
         call_id TEXT,
@@ -58,35 +67,40 @@ _SCHEMA = (
         end_reason TEXT,
         amd TEXT,
         error TEXT,
-        PRIMARY KEY (target_key, n)
-    )""",
-    "CREATE INDEX IF NOT EXISTS attempts_status ON attempts (status)",
+        PRIMARY KEY (target_id, n)
+    ) WITHOUT ROWID""",
 )
 
-_BEGIN_TARGET = (
-    "INSERT INTO targets (key, number, data, state, attempts, updated_at) "
-    "VALUES (?, ?, ?, 'active', ?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET state = 'active', next_at = NULL, "
-    "number = excluded.number, data = excluded.data, updated_at = excluded.updated_at"
+_NEW_TARGET = (
+    "INSERT INTO targets (id, key, number, data, state, updated_at) "
+    "VALUES (?, ?, ?, ?, 'active', ?)"
 )
+_RESUME_TARGET = "UPDATE targets SET state = 'active', next_at = NULL, updated_at = ? WHERE id = ?"
 _BEGIN_ATTEMPT = (
-    "INSERT OR REPLACE INTO attempts (target_key, n, status, started_at) "
-    "VALUES (?, ?, 'dialing', ?)"
+    "INSERT OR REPLACE INTO attempts (target_id, n, status, started_at) VALUES (?, ?, 'dialing', ?)"
 )
 _FINISH_ATTEMPT = (
     "UPDATE attempts SET status = ?, call_id = ?, answered_at = ?, ended_at = ?, "
-    "end_reason = ?, amd = ?, error = ? WHERE target_key = ? AND n = ?"
+    "end_reason = ?, amd = ?, error = ? WHERE target_id = ? AND n = ?"
 )
 _SET_TARGET = (
     "UPDATE targets SET state = ?, outcome = ?, attempts = ?, next_at = ?, result = ?, "
-    "error = ?, updated_at = ? WHERE key = ?"
+    "error = ?, updated_at = ? WHERE id = ?"
 )
+
+#: The order in which a batch runs its statements (each kind through one executemany).
+#: Within one batch a target is inserted before it is updated and an attempt begun
+#: before it is finished; a target that finished one attempt and began the next in the
+#: same batch may show its previous state until the next batch, which ``recover`` does
+#: not mind: an attempt left ``dialing`` decides.
+_ORDER = (_NEW_TARGET, _RESUME_TARGET, _BEGIN_ATTEMPT, _FINISH_ATTEMPT, _SET_TARGET)
 
 
 @dataclass(slots=True, frozen=True)
 class TargetState:
     """What the journal knows of a target from an earlier run."""
 
+    id: int
     state: str
     outcome: str | None
     attempts: int
@@ -115,10 +129,11 @@ class JournalRow:
 class Batch:
     """One group of writes committed together; ``wait()`` returns once it is."""
 
-    __slots__ = ("_future", "ops")
+    __slots__ = ("_future", "count", "ops")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.ops: list[tuple[str, tuple[Any, ...]]] = []
+        self.ops: dict[str, list[tuple[Any, ...]]] = {sql: [] for sql in _ORDER}
+        self.count = 0
         self._future: asyncio.Future[None] = loop.create_future()
 
     @property
@@ -143,16 +158,26 @@ class Journal:
     """The SQLite journal of one campaign (``path`` ``None``: in memory, no resume).
 
     Use from the event loop's thread only. ``open()`` creates or reopens the file;
-    ``aclose()`` commits what is queued and closes it.
+    ``close()`` commits what is queued and closes it.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, *, batch_delay: float = 0.05) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        batch_delay: float = 0.05,
+        readonly: bool = False,
+    ) -> None:
         self.path = None if path is None else os.fspath(path)
         self.batch_delay = batch_delay
+        self.readonly = readonly
         self._db: sqlite3.Connection | None = None
+        self._lock: int | None = None
         self._batch: Batch | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._urgent = False
+        self._last_id = 0
         self.writes = 0
         self.commits = 0
         self.error: BaseException | None = None
@@ -163,6 +188,9 @@ class Journal:
         """Open (or create) the journal file and its tables."""
         if self._db is not None:
             return
+        if self.readonly:
+            self._open_readonly()
+            return
         try:
             db = sqlite3.connect(
                 self.path or ":memory:", isolation_level=None, check_same_thread=False
@@ -171,6 +199,7 @@ class Journal:
             raise OSError(f"journal: cannot open {self.path!r}: {exc}") from exc
         try:
             if self.path is not None:
+                self._take_lock()
                 mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise OSError(f"journal: {self.path!r} cannot use WAL mode ({mode})")
@@ -188,7 +217,32 @@ class Journal:
                     f"journal: {self.path!r} has schema version {row[0]}, "
                     f"this version reads {SCHEMA_VERSION}"
                 )
+            last = db.execute("SELECT COALESCE(MAX(id), 0) FROM targets").fetchone()[0]
+            self._last_id = int(last)
             db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            self._drop_lock()
+            raise OSError(f"journal: {self.path!r} is not a campaign journal: {exc}") from exc
+        except BaseException:
+            db.close()
+            self._drop_lock()
+            raise
+        self._db = db
+
+    def _open_readonly(self) -> None:
+        """Open an existing journal for reading only (also while a campaign writes it)."""
+        if self.path is None or not os.path.exists(self.path):
+            raise FileNotFoundError(f"journal: {self.path!r} does not exist")
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise OSError(f"journal: cannot open {self.path!r}: {exc}") from exc
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None or row[0] != SCHEMA_VERSION:
+                raise OSError(f"journal: {self.path!r} is not a campaign journal of this version")
         except sqlite3.DatabaseError as exc:
             db.close()
             raise OSError(f"journal: {self.path!r} is not a campaign journal: {exc}") from exc
@@ -196,6 +250,22 @@ class Journal:
             db.close()
             raise
         self._db = db
+
+    def _take_lock(self) -> None:
+        if fcntl is None or self.path is None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OSError(f"journal: {self.path!r} is in use by another running campaign") from None
+        self._lock = fd
+
+    def _drop_lock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -212,6 +282,7 @@ class Journal:
         finally:
             self._db.close()
             self._db = None
+            self._drop_lock()
 
     # -- reading ----------------------------------------------------------------------
 
@@ -223,10 +294,10 @@ class Journal:
         now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
-            keys = [
+            ids = [
                 r[0]
                 for r in db.execute(
-                    "SELECT DISTINCT target_key FROM attempts WHERE status = 'dialing'"
+                    "SELECT DISTINCT target_id FROM attempts WHERE status = 'dialing'"
                 )
             ]
             db.execute(
@@ -237,8 +308,8 @@ class Journal:
             db.executemany(
                 "UPDATE targets SET state = 'done', outcome = 'unknown', "
                 "error = 'may have been dialled: the campaign stopped while dialing', "
-                "updated_at = ? WHERE key = ?",
-                [(now, k) for k in keys],
+                "updated_at = ? WHERE id = ?",
+                [(now, i) for i in ids],
             )
             db.execute(
                 "UPDATE targets SET state = 'pending', updated_at = ? WHERE state = 'active'",
@@ -248,20 +319,20 @@ class Journal:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return len(keys)
+        return len(ids)
 
     def states(self) -> dict[str, TargetState]:
         """Every target the journal knows, by key."""
-        tries = dict(self.db.execute("SELECT target_key, MAX(n) FROM attempts GROUP BY target_key"))
+        tries = dict(self.db.execute("SELECT target_id, MAX(n) FROM attempts GROUP BY target_id"))
         return {
-            key: TargetState(state, outcome, attempts, int(tries.get(key) or 0), next_at)
-            for key, state, outcome, attempts, next_at in self.db.execute(
-                "SELECT key, state, outcome, attempts, next_at FROM targets"
+            key: TargetState(tid, state, outcome, attempts, int(tries.get(tid) or 0), next_at)
+            for tid, key, state, outcome, attempts, next_at in self.db.execute(
+                "SELECT id, key, state, outcome, attempts, next_at FROM targets ORDER BY id"
             )
         }
 
     def outcome_counts(self) -> dict[str, int]:
-        """Targets per final outcome, plus ``waiting`` and ``pending`` when any."""
+        """Targets per final outcome, plus ``waiting``, ``pending`` and ``active``."""
         counts: dict[str, int] = {}
         for state, outcome, n in self.db.execute(
             "SELECT state, outcome, COUNT(*) FROM targets GROUP BY state, outcome"
@@ -289,9 +360,9 @@ class Journal:
             SELECT t.key, t.number, t.data, t.state, t.outcome, t.attempts, t.result,
                    t.error, a.end_reason, a.amd, a.call_id, t.updated_at
             FROM targets t
-            LEFT JOIN attempts a ON a.target_key = t.key
-                AND a.n = (SELECT MAX(n) FROM attempts WHERE target_key = t.key)
-            ORDER BY t.rowid
+            LEFT JOIN attempts a ON a.target_id = t.id
+                AND a.n = (SELECT MAX(n) FROM attempts WHERE target_id = t.id)
+            ORDER BY t.id
         """
         for row in self.db.execute(query):
             yield JournalRow(*row)
@@ -299,66 +370,69 @@ class Journal:
     # -- writing ----------------------------------------------------------------------
 
     def _queue(self, sql: str, params: tuple[Any, ...], urgent: bool) -> Batch:
-        if self.error is not None:
-            raise self.error
         batch = self._batch
-        loop = asyncio.get_running_loop()
-        if batch is None:
+        loop = self._loop
+        if batch is None or loop is None:
+            if self.error is not None:
+                raise self.error
+            loop = self._loop = asyncio.get_running_loop()
             batch = self._batch = Batch(loop)
-        batch.ops.append((sql, params))
-        if urgent and not self._urgent:
-            self._urgent = True
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = loop.call_soon(self._flush_soon)
+        batch.ops[sql].append(params)
+        batch.count += 1
+        if urgent:
+            if not self._urgent:
+                self._urgent = True
+                if self._handle is not None:
+                    self._handle.cancel()
+                self._handle = loop.call_soon(self._flush_soon)
         elif self._handle is None:
             self._handle = loop.call_later(self.batch_delay, self._flush_soon)
         return batch
 
-    def begin_attempt(
-        self, key: str, number: str, data: str, attempts: int, n: int, now: float
-    ) -> Batch:
-        """Mark attempt ``n`` of target ``key`` as ``dialing``; the dial may go once the
-        returned batch is committed."""
-        self._queue(_BEGIN_TARGET, (key, number, data, attempts, now), False)
-        return self._queue(_BEGIN_ATTEMPT, (key, n, now), True)
+    def new_target(self, key: str, number: str, data: str, now: float) -> int:
+        """Add a target (written with its first attempt); returns its id."""
+        self._last_id += 1
+        self._queue(_NEW_TARGET, (self._last_id, key, number, data, now), False)
+        return self._last_id
 
-    def finish_attempt(
+    def begin_attempt(self, target_id: int, n: int, now: float, *, resumed: bool) -> Batch:
+        """Mark attempt ``n`` of a target as ``dialing``; the dial may go once the
+        returned batch is committed. ``resumed``: the target was known before."""
+        if resumed:
+            self._queue(_RESUME_TARGET, (now, target_id), False)
+        return self._queue(_BEGIN_ATTEMPT, (target_id, n, now), True)
+
+    def finish(
         self,
-        key: str,
+        target_id: int,
         n: int,
         status: str,
         *,
+        state: str,
+        outcome: str | None,
+        attempts: int,
+        now: float,
         call_id: str | None = None,
         answered_at: float | None = None,
         ended_at: float | None = None,
         end_reason: str | None = None,
         amd: str | None = None,
         error: str | None = None,
-    ) -> None:
-        """Record how attempt ``n`` ended."""
-        self._queue(
-            _FINISH_ATTEMPT,
-            (status, call_id, answered_at, ended_at, end_reason, amd, error, key, n),
-            False,
-        )
-
-    def set_target(
-        self,
-        key: str,
-        *,
-        state: str,
-        outcome: str | None,
-        attempts: int,
         next_at: float | None = None,
         result: str | None = None,
-        error: str | None = None,
-        now: float,
     ) -> None:
-        """Record a target's state: ``done`` with its outcome, ``waiting`` for a retry at
-        ``next_at`` (Unix time), or ``pending`` (not dialled, e.g. refused)."""
+        """Record how attempt ``n`` ended (``status``) and the target's state: ``done``
+        with its outcome, ``waiting`` for a retry at ``next_at`` (Unix time), or
+        ``pending`` (not dialled, e.g. refused)."""
         self._queue(
-            _SET_TARGET, (state, outcome, attempts, next_at, result, error, now, key), False
+            _FINISH_ATTEMPT,
+            (status, call_id, answered_at, ended_at, end_reason, amd, error, target_id, n),
+            False,
+        )
+        self._queue(
+            _SET_TARGET,
+            (state, outcome, attempts, next_at, result, error, now, target_id),
+            False,
         )
 
     def _flush_soon(self) -> None:
@@ -384,18 +458,11 @@ class Journal:
         try:
             db.execute("BEGIN")
             try:
-                ops = batch.ops
-                i, n = 0, len(ops)
-                while i < n:  # runs of one statement go through executemany
-                    sql = ops[i][0]
-                    j = i + 1
-                    while j < n and ops[j][0] is sql:
-                        j += 1
-                    if j - i == 1:
-                        db.execute(sql, ops[i][1])
-                    else:
-                        db.executemany(sql, [op[1] for op in ops[i:j]])
-                    i = j
+                for sql, rows in batch.ops.items():
+                    if len(rows) == 1:
+                        db.execute(sql, rows[0])
+                    elif rows:
+                        db.executemany(sql, rows)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -406,7 +473,7 @@ class Journal:
             error.__cause__ = exc
             self.error = error
         else:
-            self.writes += len(batch.ops)
+            self.writes += batch.count
             self.commits += 1
         batch._settle(error)
         if error is not None:

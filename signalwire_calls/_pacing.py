@@ -4,11 +4,12 @@ Pure logic on a caller-given clock (campaign seconds), so it is tested without s
 The campaign's dispatcher is its only user: it asks ``delay(now)``, sleeps that long,
 then calls ``take(now)`` just before handing the dial over.
 
-* The bucket holds one token (no bursts): two dials are never sent back to back. The
-  schedule is kept when the event loop lets a dial through late, so loop lag does not
-  lower the achieved rate, but a dial never follows the previous one by less than
-  half an interval; in any window of one second there are at most
-  ``rate + 1`` dials (for an integer rate).
+* The bucket holds one token (no bursts): two dials are never sent back to back. When
+  the event loop lets a dial through late, the next one may follow early by as much
+  (at most ``LAG`` seconds, at most half an interval), so loop lag does not lower the
+  achieved rate; in any window of one second there are at most ``rate + 1`` dials (for
+  an integer rate). After a wait of an interval or more (no free slot, nothing to
+  dial) the schedule starts afresh: nothing is made up.
 * ``throttle(now, retry_after)`` (a 429, or a 503 that refused the dial) pauses every
   dial until ``now + retry_after`` and halves the rate, at most once per pause
   (several dials in flight often come back 429 together: that is one signal, not many).
@@ -27,10 +28,13 @@ __all__ = ["Pacer"]
 
 #: Seconds of pause when a throttle carries no Retry-After.
 DEFAULT_PAUSE = 1.0
-#: Share of an interval by which a dial may follow the previous one early, to make
-#: up for the event loop's lag: in any one-second window at most
-#: ``floor(rate + TOLERANCE) + 1`` dials, i.e. ``rate + 1`` for an integer rate.
+#: At most this share of an interval may be made up when a dial went out late: in any
+#: one-second window at most ``floor(rate + TOLERANCE) + 1`` dials, i.e. ``rate + 1``
+#: for an integer rate.
 TOLERANCE = 0.5
+#: Real seconds of event-loop lag made up at most (a fraction of an interval at high
+#: rates, nothing that matters at low ones).
+LAG = 0.002
 #: Lowest rate AIMD goes down to (dials per second).
 MIN_RATE = 0.1
 
@@ -47,6 +51,7 @@ class Pacer:
         "ceiling",
         "decrease",
         "increase_every",
+        "lag",
         "paused_until",
         "rate",
         "throttles",
@@ -58,6 +63,7 @@ class Pacer:
         *,
         decrease: float = 0.5,
         increase_every: float = 1.0,
+        lag: float = LAG,
     ) -> None:
         if rate is not None and not (rate > 0 and math.isfinite(rate)):
             raise ValueError(f"cps: must be a finite number > 0 or None, got {rate!r}")
@@ -65,6 +71,7 @@ class Pacer:
             raise ValueError(f"decrease: must be within (0, 1), got {decrease!r}")
         self.ceiling = rate
         self.rate = rate
+        self.lag = lag
         self.decrease = decrease
         self.increase_every = increase_every
         self.paused_until = -math.inf
@@ -91,9 +98,14 @@ class Pacer:
         if rate is None:
             return
         interval = 1.0 / rate
-        # keep the schedule (loop lag does not lower the rate) but never let the next
-        # dial come closer than interval - tolerance after this one
-        self._next = max(self._next + interval, now + interval * (1.0 - TOLERANCE))
+        if now - self._next >= interval:
+            # idle (no target, no free slot) or stalled: the bucket's one token is all
+            self._next = now + interval
+        else:
+            # late by less than an interval: keep the schedule, so that loop lag does not
+            # lower the rate, but never come closer than interval - slack
+            slack = min(interval * TOLERANCE, self.lag)
+            self._next = max(self._next + interval, now + interval - slack)
         self._grow(now)
 
     def observed(self, now: float) -> float:

@@ -37,8 +37,16 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
+from dataclasses import dataclass, field
 from typing import IO, Any, Literal, TypeAlias, get_args
 
 import anyio
@@ -48,7 +56,7 @@ import msgspec
 
 from . import _progress
 from ._journal import Batch, Journal, TargetState
-from ._pacing import Pacer
+from ._pacing import LAG, Pacer
 from .call import Call
 from .commands import Header, MachineDetector, machine_detector
 from .errors import (
@@ -374,9 +382,9 @@ TargetSource: TypeAlias = "Iterable[Target] | AsyncIterable[Target] | str | os.P
 # ---------------------------------------------------------------------------- the dial
 
 
-async def _dial(session: CallSession, to: str, options: DialOptions) -> Call:
-    """The one place a campaign calls ``CallSession.dial``: ``DialOptions`` to keywords."""
-    kwargs: dict[str, Any] = {}
+def _dial_keywords(options: DialOptions) -> dict[str, Any]:
+    """``DialOptions`` as ``CallSession.dial`` keywords (worked out once per options)."""
+    kwargs: dict[str, Any] = {"from_": options.from_, "url": options.url, "swml": options.swml}
     if options.caller_id is not None:
         kwargs["caller_id"] = options.caller_id
     if options.ring_timeout is not None:
@@ -395,7 +403,14 @@ async def _dial(session: CallSession, to: str, options: DialOptions) -> Call:
         kwargs["max_price_per_minute"] = options.max_price_per_minute
     if options.region is not None:
         kwargs["region"] = options.region
-    return await session.dial(to, options.from_, url=options.url, swml=options.swml, **kwargs)
+    return kwargs
+
+
+def _dial(session: CallSession, to: str, keywords: dict[str, Any]) -> Coroutine[Any, Any, Call]:
+    """The one place a campaign calls ``CallSession.dial`` (keywords from
+    ``_dial_keywords``). A plain function handing back the coroutine: no frame of its
+    own for every resumption of the request."""
+    return session.dial(to, **keywords)
 
 
 def _not_sent(exc: BaseException) -> bool:
@@ -456,18 +471,25 @@ class _Result:
 
 
 @dataclass(slots=True, eq=False)
+class _Worker:
+    """An idle attempt task: ``wake`` is set when ``job`` is given (``None``: no more)."""
+
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    job: tuple[_Job, Batch, object] | None = None
+
+
+@dataclass(slots=True, eq=False)
 class _Job:
     target: Target
     key: str
-    options: DialOptions
+    keywords: dict[str, Any]  # for CallSession.dial
     data: str
+    tid: int = 0  # the target's id in the journal (0: not written yet)
     attempts: int = 0  # attempts that placed a call (or may have)
     tries: int = 0  # attempt rows, refused ones included
     refusals: int = 0
     call: Call | None = None
-    scope: anyio.CancelScope | None = None
     taken: anyio.Event | None = None  # set once the attempt took its pacing token
-    hard_stopped: bool = False
 
 
 class Campaign:
@@ -574,6 +596,7 @@ class Campaign:
         )
         self._flow: Flow = flow if flow is not None else _wait_until_ended
         self._options = base
+        self._keywords = _dial_keywords(base)
         self._concurrency = concurrency
         self._cps = cps
         self._journal = Journal(journal)
@@ -589,7 +612,7 @@ class Campaign:
         self._progress_interval = progress_interval
         self._scale = time_scale
 
-        self._pacer = Pacer(cps)
+        self._pacer = Pacer(cps, lag=LAG / time_scale)
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._started = False
         self._t0 = time.monotonic()
@@ -599,8 +622,10 @@ class Campaign:
         self._fatal: BaseException | None = None
         self._wake = anyio.Event()
         self._dispatch_scope: anyio.CancelScope | None = None
-        self._drain_scope: anyio.CancelScope | None = None
-        self._jobs: set[_Job] = set()
+        self._calls_scope: anyio.CancelScope | None = None
+        self._jobs: dict[_Job, object] = {}  # live attempts and their limiter borrower
+        self._idle: list[_Worker] = []  # attempt tasks waiting for their next attempt
+        self._dispatched = False
         self._ready: list[_Job] = []  # refused dials, dialled again first
         self._heap: list[tuple[float, int, _Job]] = []  # retries: (due, seq, job)
         self._seq = itertools.count()
@@ -669,10 +694,8 @@ class Campaign:
                 self._dispatch_scope.cancel()
         if hang_up and not self._hard:
             self._hard = True
-            for job in list(self._jobs):
-                job.hard_stopped = True
-                if job.scope is not None:
-                    job.scope.cancel()
+            if self._calls_scope is not None:
+                self._calls_scope.cancel()
 
     async def run(self) -> CampaignReport:
         """Run the campaign until every target has an outcome, or until stopped; returns
@@ -705,10 +728,21 @@ class Campaign:
                         helpers.start_soon(reporter.run)
                     try:
                         async with anyio.create_task_group() as calls:
-                            await self._dispatch(calls)
+                            # a hard stop cancels every attempt at once: each hangs up
+                            # its call (shielded) and records it
+                            self._calls_scope = calls.cancel_scope
+                            if self._hard:
+                                calls.cancel_scope.cancel()
+                            try:
+                                await self._dispatch(calls)
+                            finally:
+                                self._release_workers()
                             if self._jobs:
                                 helpers.start_soon(self._drain_deadline)
                     finally:
+                        # attempts cancelled before they ever ran were not dialled
+                        for job, borrower in list(self._jobs.items()):
+                            self._settle(job, borrower, None)
                         self._finished_at = self._now()
                         helpers.cancel_scope.cancel()
                     if reporter is not None:
@@ -746,10 +780,18 @@ class Campaign:
     async def _dispatch(self, calls: anyio.abc.TaskGroup) -> None:
         """Admit targets one by one: a free slot, the next target, the pacer, the journal
         (``dialing``), then a task for the attempt."""
-        source = _aiter(self._targets)
+        targets = self._targets
+        sync_source: Iterator[Target] | None = None
+        async_source: AsyncIterator[Target] | None = None
+        if isinstance(targets, AsyncIterable):
+            async_source = aiter(targets)
+        else:
+            sync_source = iter(targets)
         exhausted = False
         limiter = self._limiter
         pacer = self._pacer
+        journal = self._journal
+        waiting: anyio.Event | None = None  # set when the previous paced dial went out
         with anyio.CancelScope() as scope:
             self._dispatch_scope = scope
             if self._stopping:
@@ -769,7 +811,11 @@ class Campaign:
                         if job is not None:
                             break
                         if not exhausted:
-                            target = await anext(source, None)
+                            if sync_source is not None:
+                                target = next(sync_source, None)
+                            else:
+                                assert async_source is not None
+                                target = await anext(async_source, None)
                             if target is None:
                                 exhausted = True
                             else:
@@ -782,23 +828,25 @@ class Campaign:
                         due = self._heap[0][0] - self._now() if self._heap else math.inf
                         with anyio.move_on_after(max(due, 0.0) * self._scale):
                             await self._wake.wait()
+                    now_wall = time.time()
+                    resumed = job.tid != 0
+                    if not resumed:
+                        job.tid = journal.new_target(job.key, job.target.number, job.data, now_wall)
                     job.tries += 1
-                    batch = self._journal.begin_attempt(
-                        job.key, job.target.number, job.data, job.attempts, job.tries, time.time()
-                    )
+                    batch = journal.begin_attempt(job.tid, job.tries, now_wall, resumed=resumed)
                     if pacer.rate is not None or pacer.delay(self._now()) > 0:
-                        # Paced: commit while the bucket refills, and hand over one dial
-                        # at a time, so that at most this one target is journalled as
+                        # Paced: the attempt's task waits for its token and dials the
+                        # moment it has it. The dispatcher keeps one attempt ready behind
+                        # the one waiting, so that at most two targets are journalled as
                         # dialing without having been sent.
                         await batch.wait()
-                        while (delay := pacer.delay(self._now())) > 0:
-                            await anyio.sleep(delay * self._scale)
                         job.taken = anyio.Event()
-                    self._jobs.add(job)
-                    calls.start_soon(self._attempt, job, batch, borrower)
+                    self._jobs[job] = borrower
+                    self._hand_over(calls, job, batch, borrower)
                     handed_over = True
-                    if job.taken is not None:
-                        await job.taken.wait()
+                    if waiting is not None:
+                        await waiting.wait()
+                    waiting = job.taken
                 finally:
                     if not handed_over:
                         limiter.release_on_behalf_of(borrower)
@@ -827,11 +875,15 @@ class Campaign:
                 logger.warning("target %r appears more than once: dialled once only", key)
             return None
         self._seen.add(key)
-        options = self._options.merged(target.options)
-        job = _Job(target, key, options, _json(target.data))
+        if target.options is None:
+            keywords = self._keywords
+        else:
+            keywords = _dial_keywords(self._options.merged(target.options))
+        job = _Job(target, key, keywords, _json(target.data))
         prior = self._prior.get(key)
         if prior is None:
             return job
+        job.tid = prior.id
         job.attempts = prior.attempts
         job.tries = prior.tries
         if prior.state == "done":
@@ -850,43 +902,78 @@ class Campaign:
 
     # -- one attempt -----------------------------------------------------------------
 
-    async def _attempt(self, job: _Job, batch: Batch, borrower: object) -> None:
-        result: _Result | None = None
-        try:
-            await batch.wait()
-            with anyio.CancelScope() as scope:
-                job.scope = scope
-                if self._hard:
-                    job.hard_stopped = True
-                    scope.cancel()
-                result = await self._call(job)
-        finally:
-            job.scope = None
-            if job.taken is not None:
-                job.taken.set()
-                job.taken = None
+    def _hand_over(
+        self, calls: anyio.abc.TaskGroup, job: _Job, batch: Batch, borrower: object
+    ) -> None:
+        """Give the attempt to an idle worker of the task group, or start one (there are
+        never more workers than live attempts: an attempt task is reused rather than a
+        task started per call)."""
+        if self._idle:
+            worker = self._idle.pop()
+            worker.job = (job, batch, borrower)
+            worker.wake.set()
+        else:
+            calls.start_soon(self._worker, job, batch, borrower, name="campaign worker")
+
+    async def _worker(self, job: _Job, batch: Batch, borrower: object) -> None:
+        """Run attempts one after the other until the dispatcher has no more. (The
+        attempt is inlined here: every coroutine frame between an await and the event
+        loop is paid again each time the call's HTTP answers and events resume it.)"""
+        me = _Worker()
+        while True:
+            result: _Result | None = None
             try:
-                with anyio.CancelScope(shield=True):
-                    await self._hang_up(job)
+                await batch.wait()
+                result = await self._call(job)
             finally:
-                self._jobs.discard(job)
-                self._limiter.release_on_behalf_of(borrower)
-                call = job.call
-                if result is not None:
-                    pass
-                elif call is None:  # stopped before its dial was sent
-                    result = _Result("not_sent", error="the campaign stopped before dialing")
-                else:
-                    result = _Result(
-                        "canceled",
-                        call_id=call.id,
-                        end_reason=call.end_reason,
-                        error="hung up: the campaign was "
-                        + ("stopped" if job.hard_stopped else "cancelled"),
-                    )
-                if self._journal.error is None:
-                    self._record(job, result)
-                self._wake.set()
+                if job.taken is not None:
+                    job.taken.set()
+                    job.taken = None
+                try:
+                    call = job.call
+                    if call is not None and not call.is_ended:
+                        if result is None:  # cancelled: hang up all the same
+                            with anyio.move_on_after(2 * self._hangup_timeout, shield=True):
+                                await self._hang_up(call)
+                        else:
+                            await self._hang_up(call)
+                finally:
+                    self._settle(job, borrower, result)
+            if self._dispatched:
+                return
+            me.wake = anyio.Event()
+            self._idle.append(me)
+            await me.wake.wait()
+            if me.job is None:
+                return
+            (job, batch, borrower), me.job = me.job, None
+
+    def _release_workers(self) -> None:
+        """The dispatcher is done: idle workers end."""
+        self._dispatched = True
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.wake.set()
+
+    def _settle(self, job: _Job, borrower: object, result: _Result | None) -> None:
+        """Free the attempt's slot and record how it ended (``None``: cancelled)."""
+        if self._jobs.pop(job, None) is None:
+            return
+        self._limiter.release_on_behalf_of(borrower)
+        call = job.call
+        if result is None:
+            if call is None:  # stopped before its dial was sent
+                result = _Result("not_sent", error="the campaign stopped before dialing")
+            else:
+                result = _Result(
+                    "canceled",
+                    call_id=call.id,
+                    end_reason=call.end_reason,
+                    error="hung up: the campaign was " + ("stopped" if self._hard else "cancelled"),
+                )
+        if self._journal.error is None:
+            self._record(job, result)
+        self._wake.set()
 
     async def _call(self, job: _Job) -> _Result:
         """Dial, wait for the answer, detect a machine, run the flow."""
@@ -894,7 +981,8 @@ class Campaign:
         pacer = self._pacer
         while (delay := pacer.delay(self._now())) > 0:  # a pause may have begun
             await anyio.sleep(delay * self._scale)
-        await anyio.lowlevel.checkpoint_if_cancelled()  # hard-stopped before the dial
+        if self._hard:  # hard-stopped before the dial
+            return _Result("not_sent", error="the campaign stopped before dialing")
         # the token is taken here, with nothing between it and the dial's write
         now = self._now()
         pacer.take(now)
@@ -906,13 +994,12 @@ class Campaign:
             # shielded: a dial that may have placed a call must give us its Call, so
             # that it can be hung up
             with anyio.CancelScope(shield=True):
-                call = await _dial(self._session, target.number, job.options)
+                call = await _dial(self._session, target.number, job.keywords)
         except Exception as exc:
             return self._dial_failed(exc)
         job.call = call
         try:
-            with anyio.fail_after(self._answer_timeout):
-                await call.answered()
+            await call.answered(timeout=self._answer_timeout)
         except CallEndedError as exc:
             reason = exc.end_reason
             return _Result(
@@ -1010,26 +1097,22 @@ class Campaign:
             return _Result("refused", error=summary)
         return _Result("unknown", error=f"may have been dialled: {summary}")
 
-    async def _hang_up(self, job: _Job) -> None:
-        """Hang up the attempt's call if it is still up and wait for its end (bounded)."""
-        call = job.call
-        if call is None or call.is_ended:
-            return
-        with anyio.move_on_after(self._hangup_timeout):
-            try:
-                await call.end()
-            except NotFoundError:
-                return  # the platform has ended it already
-            except SignalWireError as exc:
-                logger.warning("hanging up call %s failed: %s", call.id, _summary(exc))
-            try:
-                await call.ended()
-            except SignalWireError:
-                return
-        if not call.is_ended:
+    async def _hang_up(self, call: Call) -> None:
+        """Hang up a call that is still up and wait for its end (bounded)."""
+        try:
+            await call.end()
+        except NotFoundError:
+            return  # the platform has ended it already
+        except SignalWireError as exc:
+            logger.warning("hanging up call %s failed: %s", call.id, _summary(exc))
+        try:
+            await call.ended(timeout=self._hangup_timeout)
+        except TimeoutError:
             logger.warning(
                 "call %s: no end event within %s s after hanging up", call.id, self._hangup_timeout
             )
+        except SignalWireError:
+            pass
 
     def _log_flow_error(self, target: Target, exc: Exception) -> None:
         self._flow_errors_logged += 1
@@ -1046,86 +1129,67 @@ class Campaign:
         """Write the attempt's outcome and the target's state; schedule a retry."""
         journal = self._journal
         now_wall = time.time()
+        key, n = job.tid, job.tries
+        outcome = res.outcome
+        if outcome == "not_sent" or outcome == "refused":
+            state, final = "pending", None
+            if outcome == "refused":
+                self._refused += 1
+                job.refusals += 1
+                if res.fatal is not None:
+                    if self._fatal is None:
+                        self._fatal = res.fatal
+                        logger.error("campaign stopped: %s", res.error)
+                    self.stop()
+                elif job.refusals <= _MAX_REFUSALS:
+                    job.call = None
+                    self._ready.append(job)
+                else:
+                    state, final = "done", "error"
+                    self._count("error")
+            journal.finish(
+                key,
+                n,
+                "not_sent",
+                state=state,
+                outcome=final,
+                attempts=job.attempts,
+                now=now_wall,
+                error=res.error
+                if final is None
+                else f"refused {job.refusals} times; last: {res.error}",
+            )
+            return
+        job.attempts += 1
+        if res.fatal is not None and self._fatal is None:
+            self._fatal = res.fatal
+            self.stop()
         call = job.call
         ended_at = now_wall if call is not None and call.is_ended else None
-        if res.outcome == "not_sent":
-            journal.finish_attempt(job.key, job.tries, "not_sent", error=res.error)
-            journal.set_target(
-                job.key, state="pending", outcome=None, attempts=job.attempts, now=now_wall
-            )
-            return
-        if res.outcome == "refused":
-            self._refused += 1
-            job.refusals += 1
-            journal.finish_attempt(job.key, job.tries, "not_sent", error=res.error)
-            if res.fatal is not None:
-                if self._fatal is None:
-                    self._fatal = res.fatal
-                    logger.error("campaign stopped: %s", res.error)
-                journal.set_target(
-                    job.key, state="pending", outcome=None, attempts=job.attempts, now=now_wall
-                )
-                self.stop()
-                return
-            if job.refusals <= _MAX_REFUSALS:
-                journal.set_target(
-                    job.key, state="pending", outcome=None, attempts=job.attempts, now=now_wall
-                )
-                job.call = None
-                self._ready.append(job)
-                return
-            res = _Result("error", error=f"refused {job.refusals} times; last: {res.error}")
-            journal.set_target(
-                job.key,
-                state="done",
-                outcome="error",
-                attempts=job.attempts,
-                error=res.error,
-                now=now_wall,
-            )
-            self._count("error")
-            return
-        outcome: Outcome = res.outcome
-        job.attempts += 1
-        journal.finish_attempt(
-            job.key,
-            job.tries,
+        rule = self._retry.get(outcome)
+        retry = rule is not None and job.attempts <= rule.times and not self._hard
+        journal.finish(
+            key,
+            n,
             outcome,
+            state="waiting" if retry else "done",
+            outcome=None if retry else outcome,
+            attempts=job.attempts,
+            now=now_wall,
             call_id=res.call_id,
             answered_at=res.answered_at,
             ended_at=ended_at,
             end_reason=res.end_reason,
             amd=res.amd,
             error=res.error,
+            next_at=now_wall + rule.after * self._scale if retry and rule else None,
+            result=None if retry else res.result,
         )
-        if res.fatal is not None and self._fatal is None:
-            self._fatal = res.fatal
-            self.stop()
-        rule = self._retry.get(outcome)
-        if rule is not None and job.attempts <= rule.times and not job.hard_stopped:
-            due = self._now() + rule.after
-            journal.set_target(
-                job.key,
-                state="waiting",
-                outcome=None,
-                attempts=job.attempts,
-                next_at=now_wall + rule.after * self._scale,
-                error=res.error,
-                now=now_wall,
-            )
+        if retry and rule is not None:
             job.call = None
-            heapq.heappush(self._heap, (due, next(self._seq), job))
-            return
-        journal.set_target(
-            job.key,
-            state="done",
-            outcome=outcome,
-            attempts=job.attempts,
-            result=res.result,
-            error=res.error,
-            now=now_wall,
-        )
-        self._count(outcome)
+            heapq.heappush(self._heap, (self._now() + rule.after, next(self._seq), job))
+        else:
+            self._count(outcome)
 
     def _count(self, outcome: str) -> None:
         self._done += 1
@@ -1202,15 +1266,6 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return flat[0] if flat else group
 
 
-async def _aiter(source: Iterable[Target] | AsyncIterable[Target]) -> AsyncIterator[Target]:
-    if isinstance(source, AsyncIterable):
-        async for target in source:
-            yield target
-        return
-    for target in source:
-        yield target
-
-
 # ---------------------------------------------------------------------------- reading
 
 
@@ -1228,9 +1283,7 @@ def _report_from(journal: Journal) -> CampaignReport:
 
 
 def _open_existing(path: str | os.PathLike[str]) -> Journal:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"journal: {os.fspath(path)!r} does not exist")
-    journal = Journal(path)
+    journal = Journal(path, readonly=True)
     journal.open()
     return journal
 
