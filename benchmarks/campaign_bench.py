@@ -21,6 +21,8 @@ import asyncio
 import itertools
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,10 +61,10 @@ def _session(url: str, **options: Any) -> Any:
     )
 
 
-def _targets(n: int, offset: int = 0) -> list[Any]:
+def _targets(n: int) -> list[Any]:
     from signalwire_calls.campaign import Target
 
-    return [Target(f"+1555{offset + i:07d}", {"i": i}) for i in range(n)]
+    return [Target(f"+1555{i:07d}", {"i": i}) for i in range(n)]
 
 
 async def _flow(call: Any, target: Any) -> None:
@@ -73,7 +75,9 @@ async def _flow(call: Any, target: Any) -> None:
 
 
 async def worker_hand(args: argparse.Namespace) -> dict[str, Any]:
-    """The hand-written loop: Semaphore + dial + answered + play + end."""
+    """The hand-written loop: Semaphore + dial + answered + play + end (``hand_ended``:
+    then also wait for the end event inside the semaphore, so that, like the campaign,
+    it never has more live calls than its concurrency)."""
     from signalwire_calls import tts
 
     failures: dict[str, int] = {}
@@ -89,6 +93,8 @@ async def worker_hand(args: argparse.Namespace) -> dict[str, Any]:
                     play = await call.play(tts("Hello"))
                     await play.finished(timeout=30)
                     await call.end()
+                    if args.worker == "hand_ended":
+                        await call.ended(timeout=30)
                 except Exception as exc:  # counted: the benchmark reports them
                     failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
 
@@ -303,6 +309,39 @@ def _spawn_simulator(callees: dict[str, Any]) -> tuple[Child, str, str]:
     return child, child.wait_ready()["url"], path
 
 
+def _instructions(url: str, mode: str, concurrency: int, sizes: tuple[int, int]) -> float | None:
+    """Client instructions per call under callgrind: two runs of different sizes, so
+    that start-up and imports cancel out (wall-clock CPU drifts 20 % on a shared VM)."""
+    counts = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "cg.out")
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                mode,
+                "--url",
+                url,
+                "--targets",
+                str(n),
+                "--concurrency",
+                str(concurrency),
+            ]
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, env=python_env(), timeout=1200, check=False
+            )
+            match = re.search(r"Collected : (\d+)", proc.stderr)
+            if match is None:
+                _log(f"callgrind gave no count for {mode}: {proc.stderr[-500:]}")
+                return None
+            counts.append(int(match.group(1)))
+    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
+
+
 def _worker(mode: str, extra: list[str], timeout: float) -> dict[str, Any]:
     child = Child("campaign_bench.py", ["--worker", mode, *extra])
     try:
@@ -311,10 +350,9 @@ def _worker(mode: str, extra: list[str], timeout: float) -> dict[str, Any]:
         child.kill()
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, instructions: bool) -> dict[str, Any]:
     targets, concurrency = (2000, 200) if quick else (10_000, 1000)
     out: dict[str, Any] = {"targets": targets, "concurrency": concurrency}
-    offset = 0
     sim, url, path = _spawn_simulator(ANSWER)
     try:
         runs: dict[str, list[dict[str, Any]]] = {"hand": [], "campaign": []}
@@ -324,7 +362,6 @@ def run(quick: bool) -> dict[str, Any]:
                 args += ["--concurrency", str(concurrency)]
                 r = _worker(mode, args, 600)
                 runs[mode].append(r)
-                offset += targets
                 _log(
                     f"{mode} #{rep + 1}: {r['cpu_us_per_call']:.0f} us CPU per call, "
                     f"{r['calls_per_s']:.0f} calls/s"
@@ -336,6 +373,17 @@ def run(quick: bool) -> dict[str, Any]:
             "campaign_vs_hand": best["hand"] / best["campaign"],
             "runs": runs,
         }
+        if instructions and shutil.which("valgrind"):
+            hand_i = _instructions(url, "hand", 100, (300, 900))
+            camp_i = _instructions(url, "campaign", 100, (300, 900))
+            out["efficiency"]["hand_instructions_per_call"] = hand_i
+            out["efficiency"]["campaign_instructions_per_call"] = camp_i
+            if hand_i and camp_i:
+                out["efficiency"]["campaign_vs_hand_instructions"] = hand_i / camp_i
+                _log(
+                    f"instructions per call: hand {hand_i:,.0f}, campaign {camp_i:,.0f} "
+                    f"-> {hand_i / camp_i:.3f}x"
+                )
         mem_n = 200 if quick else 1000
         out["memory"] = {
             variant: _worker(
@@ -382,6 +430,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--instructions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also count instructions per call under callgrind (default: on without --quick)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--targets", type=int, default=1000, help=argparse.SUPPRESS)
@@ -393,13 +447,15 @@ def main() -> int:
         sys.path.insert(0, ROOT)
         fn = {
             "hand": worker_hand,
+            "hand_ended": worker_hand,
             "campaign": worker_campaign,
             "memory": worker_memory,
             "pacing": worker_pacing,
         }[args.worker]
         emit(asyncio.run(fn(args)))
         return 0
-    result = run(args.quick)
+    instructions = not args.quick if args.instructions is None else args.instructions
+    result = run(args.quick, instructions)
     if args.json:
         print(json.dumps(result))
     else:
@@ -409,6 +465,13 @@ def main() -> int:
             f"campaign {eff['campaign_cpu_us_per_call']:.0f} us "
             f"-> campaign efficiency {eff['campaign_vs_hand']:.2f}x the hand loop's"
         )
+        if eff.get("campaign_vs_hand_instructions"):
+            print(
+                f"client instructions per call: hand loop "
+                f"{eff['hand_instructions_per_call']:,.0f}, campaign "
+                f"{eff['campaign_instructions_per_call']:,.0f} "
+                f"-> {eff['campaign_vs_hand_instructions']:.3f}x"
+            )
         print(f"journal: {result['journal']['writes_per_s']:,.0f} writes/s")
         for k, v in result["memory"].items():
             print(f"memory per live call ({k}): {v['bytes_per_live_call'] / 1024:.1f} KiB")

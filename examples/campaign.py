@@ -23,7 +23,7 @@ import tempfile
 from campaign_flow import leave_message, remind
 
 from signalwire_calls import CallSession
-from signalwire_calls.campaign import Campaign, MachineDetection, Retry, Target
+from signalwire_calls.campaign import Campaign, MachineDetection, RetryRule, Target
 from signalwire_calls.testing import Callee, Simulator
 
 CALLER = "+15559870000"
@@ -72,8 +72,8 @@ async def main() -> int:
                         on_machine="voicemail", voicemail=leave_message
                     ),
                     retry={
-                        "busy": Retry(times=1, after=60),
-                        "no_answer": Retry(times=1, after=120),
+                        "busy": RetryRule(times=1, after=60),
+                        "no_answer": RetryRule(times=1, after=120),
                     },
                     progress="auto",
                     time_scale=TIME_SCALE,

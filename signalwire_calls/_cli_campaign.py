@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import random
 import sys
@@ -46,7 +47,9 @@ def _add_campaign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "stops dialing and lets live calls finish; the second hangs them up.",
     )
     run.add_argument("targets", metavar="TARGETS.csv")
-    run.add_argument("--from", dest="from_", required=True, help="the caller number")
+    run.add_argument(
+        "--from", dest="from_", required=True, metavar="NUMBER", help="the caller number"
+    )
     what = run.add_mutually_exclusive_group()
     what.add_argument("--url", help="URL of the SWML the calls run")
     what.add_argument("--swml", help="the SWML the calls run: a JSON file, or inline JSON")
@@ -56,7 +59,13 @@ def _add_campaign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="async def flow(call, target) run on each answered call (module looked up "
         "from the current directory); default: wait for the call to end",
     )
-    run.add_argument("--cps", type=float, default=1.0, help="dials per second (default 1)")
+    run.add_argument(
+        "--cps",
+        type=float,
+        default=1.0,
+        help="dials per second (default 1, a SignalWire space's default rate: the platform "
+        "queues what goes beyond your space's limit)",
+    )
     run.add_argument("--no-cps-limit", action="store_true", help="no calls-per-second limit at all")
     run.add_argument("--concurrency", type=int, default=10, help="live calls at most")
     run.add_argument(
@@ -87,7 +96,18 @@ def _add_campaign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     )
     run.add_argument("--ring-timeout", type=int, help="seconds a call may ring")
     run.add_argument("--caller-id", help="caller id name or number shown to the callee")
-    run.add_argument("--drain-timeout", type=float, default=30.0)
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds live calls may take to finish after the first SIGINT/SIGTERM",
+    )
+    run.add_argument(
+        "--give-up-after",
+        type=float,
+        default=600.0,
+        help="stop when every dial has been refused (429/503/no connection) this long",
+    )
     run.add_argument("--number-column", default="number")
     run.add_argument("--progress", choices=["auto", "rich", "log", "off"], default="auto")
     run.add_argument("--progress-interval", type=float, default=10.0)
@@ -148,14 +168,14 @@ def _import_flow(spec: str) -> Any:
 
 
 def _parse_retry(rules: list[str]) -> dict[str, Any]:
-    from .campaign import Retry
+    from .campaign import RetryRule
 
     out: dict[str, Any] = {}
     for rule in rules:
         outcome, _, rest = rule.partition("=")
         times, _, after = rest.partition("@")
         try:
-            out[outcome.strip()] = Retry(times=int(times), after=float(after or 0))
+            out[outcome.strip()] = RetryRule(times=int(times), after=float(after or 0))
         except ValueError as exc:
             raise _UsageError(f"--retry: expected OUTCOME=TIMES@SECONDS, got {rule!r}") from exc
     return out
@@ -233,11 +253,23 @@ def _script_callees(
 
 
 async def _run(args: argparse.Namespace) -> int:
+    # progress lines, warnings (signals, drain deadline) and errors go to stderr
+    log = logging.getLogger("signalwire_calls.campaign")
+    handler: logging.Handler | None = None
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     try:
         return await _run_checked(args)
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            log.setLevel(logging.NOTSET)
 
 
 def _check_journal(args: argparse.Namespace) -> str | None:
@@ -328,6 +360,7 @@ async def _run_checked(args: argparse.Namespace) -> int:
                 else None,
                 redial_unknown=args.redial_unknown,
                 drain_timeout=args.drain_timeout,
+                give_up_after=args.give_up_after,
                 progress=args.progress,
                 progress_interval=args.progress_interval,
                 time_scale=time_scale,

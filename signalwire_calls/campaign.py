@@ -13,7 +13,7 @@ limit, run a flow on each answered call, journal every attempt, resume after a s
             session, "targets.csv", remind,
             from_="+15559870000", url="https://example.com/swml.json",
             concurrency=50, cps=10, journal="reminders.db",
-            retry={"busy": Retry(times=2, after=300), "no_answer": Retry(times=3, after=1800)},
+            retry={"busy": RetryRule(2, after=300), "no_answer": RetryRule(3, after=1800)},
         )
         report = await campaign.run()    # Ctrl-C: stop dialing, let live calls finish
         print(report.outcomes)           # {"completed": 180, "busy": 12, ...}
@@ -83,7 +83,7 @@ __all__ = [
     "Flow",
     "MachineDetection",
     "Outcome",
-    "Retry",
+    "RetryRule",
     "Target",
     "export_report",
     "read_report",
@@ -117,9 +117,6 @@ _RETRYABLE = frozenset(("busy", "no_answer", "failed", "machine", "flow_error", 
 #: target's result (stored as JSON, or as its ``repr`` when not JSON-serialisable).
 Flow: TypeAlias = Callable[[Call, "Target"], Awaitable[Any]]
 
-#: A dial refused before placing a call (429, 503, nothing sent) is retried this many
-#: times for one target before the target ends as ``error``.
-_MAX_REFUSALS = 25
 
 #: Seconds over which ``CampaignStats.cps`` is measured.
 _RATE_WINDOW = 5.0
@@ -206,11 +203,11 @@ class Target(msgspec.Struct, frozen=True):
         return self.id if self.id is not None else self.number
 
 
-class Retry(msgspec.Struct, frozen=True):
+class RetryRule(msgspec.Struct, frozen=True):
     """Retry a target ``times`` more times, ``after`` seconds apart (attempts of any
     outcome count toward ``times``).
 
-        retry={"busy": Retry(times=2, after=300), "no_answer": Retry(times=3, after=1800)}
+        retry={"busy": RetryRule(2, after=300), "no_answer": RetryRule(3, after=1800)}
     """
 
     times: int
@@ -487,7 +484,6 @@ class _Job:
     tid: int = 0  # the target's id in the journal (0: not written yet)
     attempts: int = 0  # attempts that placed a call (or may have)
     tries: int = 0  # attempt rows, refused ones included
-    refusals: int = 0
     call: Call | None = None
     taken: anyio.Event | None = None  # set once the attempt took its pacing token
 
@@ -507,7 +503,10 @@ class Campaign:
     raise ``cps`` only as far as your space's limit. A 429 (or a 503) refusing a dial
     pauses all dialing for its Retry-After and halves the rate, which then grows back
     (by a tenth of ``cps`` each second); the refused target is dialled again later, and
-    never twice. The session's transport already retries a 429 a few times before the
+    never twice. A dial that failed before anything was sent (no connection) slows the
+    campaign down the same way. When every dial is refused for ``give_up_after``
+    seconds, ``run()`` stops and raises; the targets not dialled stay pending for a
+    resume. The session's transport already retries a 429 a few times before the
     campaign sees it: a session with ``RetryPolicy(max_attempts=1)`` lets the campaign
     react to the first one.
 
@@ -522,7 +521,7 @@ class Campaign:
     with a call of its own still live, even when cancelled.
 
     ``retry`` maps outcomes (``busy``, ``no_answer``, ``failed``, ``machine``,
-    ``flow_error``, ``error``) to ``Retry`` rules. ``machine_detection`` runs
+    ``flow_error``, ``error``) to ``RetryRule`` rules. ``machine_detection`` runs
     answering-machine detection before the flow. ``answer_timeout`` (seconds to wait
     for the answer or end of a dialled call), ``flow_timeout`` and ``hangup_timeout``
     guard against lost webhooks and stuck flows. ``progress``: ``"auto"`` shows a live
@@ -531,7 +530,7 @@ class Campaign:
 
     ``time_scale`` multiplies the campaign's schedule (the pacing interval, retry
     delays, the drain deadline, progress interval) for dry runs against a time-scaled
-    ``Simulator``: ``cps`` and ``Retry.after`` are then in simulated seconds. The safety
+    ``Simulator``: ``cps`` and ``RetryRule.after`` are then in simulated seconds. The safety
     timeouts stay in real seconds.
     """
 
@@ -548,13 +547,14 @@ class Campaign:
         concurrency: int = 10,
         cps: float | None = 1.0,
         journal: str | os.PathLike[str] | None = None,
-        retry: dict[str, Retry] | None = None,
+        retry: dict[str, RetryRule] | None = None,
         machine_detection: MachineDetection | None = None,
         redial_unknown: bool = False,
         answer_timeout: float = 120.0,
         flow_timeout: float | None = None,
         hangup_timeout: float = 10.0,
         drain_timeout: float = 30.0,
+        give_up_after: float = 600.0,
         handle_signals: bool = True,
         progress: Literal["auto", "rich", "log", "off"] = "auto",
         progress_interval: float = 10.0,
@@ -568,6 +568,7 @@ class Campaign:
             ("answer_timeout", answer_timeout),
             ("hangup_timeout", hangup_timeout),
             ("drain_timeout", drain_timeout),
+            ("give_up_after", give_up_after),
             ("progress_interval", progress_interval),
             ("time_scale", time_scale),
             ("flow_timeout", 1.0 if flow_timeout is None else flow_timeout),
@@ -577,6 +578,10 @@ class Campaign:
         if progress not in ("auto", "rich", "log", "off"):
             raise ConfigurationError(
                 f"progress: must be 'auto', 'rich', 'log' or 'off', got {progress!r}"
+            )
+        if progress == "rich" and not _progress.rich_available():
+            raise ConfigurationError(
+                "progress='rich' needs rich: pip install 'signalwire_calls[cli]'"
             )
         for outcome in retry or {}:
             if outcome not in _RETRYABLE:
@@ -607,6 +612,7 @@ class Campaign:
         self._flow_timeout = flow_timeout
         self._hangup_timeout = hangup_timeout
         self._drain_timeout = drain_timeout
+        self._give_up_after = give_up_after
         self._handle_signals = handle_signals
         self._progress_mode = progress
         self._progress_interval = progress_interval
@@ -636,6 +642,7 @@ class Campaign:
         self._dials = 0
         self._dial_times: deque[float] = deque()  # the last _RATE_WINDOW seconds
         self._refused = 0
+        self._refusing_since: float | None = None
         self._skipped = 0
         self._duplicates = 0
         self._flow_errors_logged = 0
@@ -1078,22 +1085,20 @@ class Campaign:
         if isinstance(exc, ValidationError | ConfigurationError):
             return _Result("error", error=summary)  # refused before sending: bad options
         if _not_sent(exc):
-            status = getattr(exc, "status", None)
-            if status in (429, 503):
-                retry_after = _retry_after(exc)
-                lowered = self._pacer.throttle(
-                    self._now(), None if retry_after is None else retry_after / self._scale
-                )
-                if lowered:
-                    logger.info(
-                        "dial refused with %s: pausing for %s s, rate now %.2f/s",
-                        status,
-                        "default" if retry_after is None else f"{retry_after:g}",
-                        self._pacer.rate or 0.0,
-                    )
-                return _Result("refused", error=summary)
-            if isinstance(exc, APIStatusError):
+            if isinstance(exc, APIStatusError) and exc.status not in (429, 503):
                 return _Result("error", error=summary)  # 4xx: the platform refused it
+            # 429, 503, nothing sent (no connection, a full pool): slow down, dial later
+            retry_after = _retry_after(exc)
+            lowered = self._pacer.throttle(
+                self._now(), None if retry_after is None else retry_after / self._scale
+            )
+            if lowered:
+                logger.info(
+                    "dial refused (%s): pausing %s, rate now %.2f/s",
+                    summary,
+                    "1 s" if retry_after is None else f"{retry_after:g} s",
+                    self._pacer.rate or 0.0,
+                )
             return _Result("refused", error=summary)
         return _Result("unknown", error=f"may have been dialled: {summary}")
 
@@ -1132,34 +1137,38 @@ class Campaign:
         key, n = job.tid, job.tries
         outcome = res.outcome
         if outcome == "not_sent" or outcome == "refused":
-            state, final = "pending", None
             if outcome == "refused":
                 self._refused += 1
-                job.refusals += 1
+                now = self._now()
+                if self._refusing_since is None:
+                    self._refusing_since = now
+                limit = self._give_up_after
+                if res.fatal is None and now - self._refusing_since > limit:
+                    res = _Result(
+                        "refused",
+                        error=f"no dial placed for {limit:g} s; last: {res.error}",
+                        fatal=TimeoutError(f"every dial refused for {limit:g} s: {res.error}"),
+                    )
                 if res.fatal is not None:
                     if self._fatal is None:
                         self._fatal = res.fatal
                         logger.error("campaign stopped: %s", res.error)
                     self.stop()
-                elif job.refusals <= _MAX_REFUSALS:
+                else:
                     job.call = None
                     self._ready.append(job)
-                else:
-                    state, final = "done", "error"
-                    self._count("error")
             journal.finish(
                 key,
                 n,
                 "not_sent",
-                state=state,
-                outcome=final,
+                state="pending",
+                outcome=None,
                 attempts=job.attempts,
                 now=now_wall,
-                error=res.error
-                if final is None
-                else f"refused {job.refusals} times; last: {res.error}",
+                error=res.error,
             )
             return
+        self._refusing_since = None
         job.attempts += 1
         if res.fatal is not None and self._fatal is None:
             self._fatal = res.fatal
@@ -1221,31 +1230,39 @@ class Campaign:
             self.stop(hang_up=True)
 
     async def _watch_signals(self) -> None:
+        """First SIGINT/SIGTERM: stop dialing; second: hang up. The handlers in place
+        before (e.g. ``asyncio.run``'s for Ctrl-C) are put back afterwards."""
         if threading.current_thread() is not threading.main_thread():
             return
-        signals = [signal.SIGINT, signal.SIGTERM]
+        signals = (signal.SIGINT, signal.SIGTERM)
+        before = {sig: signal.getsignal(sig) for sig in signals}
         try:
-            receiver = anyio.open_signal_receiver(*signals)
-            with receiver as received:
+            with anyio.open_signal_receiver(*signals) as received:
                 async for signum in received:
+                    name = signal.Signals(signum).name
                     if not self._stopping:
                         logger.warning(
                             "%s: no new dials; %d live call(s) may finish within %g s "
                             "(again to hang up now)",
-                            signal.Signals(signum).name,
+                            name,
                             len(self._jobs),
                             self._drain_timeout,
                         )
                         self.stop()
                     else:
                         logger.warning(
-                            "%s again: hanging up %d live call(s)",
-                            signal.Signals(signum).name,
-                            len(self._jobs),
+                            "%s again: hanging up %d live call(s)", name, len(self._jobs)
                         )
                         self.stop(hang_up=True)
         except (NotImplementedError, RuntimeError, ValueError):  # no signals here
             return
+        finally:
+            for sig, handler in before.items():
+                if handler is not None:
+                    try:
+                        signal.signal(sig, handler)
+                    except (ValueError, OSError):
+                        pass
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -31,7 +31,7 @@ from signalwire_calls import (
 from signalwire_calls.campaign import (
     Campaign,
     MachineDetection,
-    Retry,
+    RetryRule,
     Target,
     read_report,
 )
@@ -574,7 +574,10 @@ async def test_busy_and_no_answer_are_retried_by_their_rules(tmp_path: Path) -> 
                 [Target(number(i)) for i in range(3)],
                 cps=None,
                 journal=journal,
-                retry={"busy": Retry(times=2, after=5.0), "no_answer": Retry(times=1, after=3)},
+                retry={
+                    "busy": RetryRule(times=2, after=5.0),
+                    "no_answer": RetryRule(times=1, after=3),
+                },
             )
             report = await c.run()
         per_number = calls_per_number(sim)
@@ -630,3 +633,23 @@ async def test_machine_detection_policies() -> None:
         # the human got the flow 3 times, the machine the voicemail once and the flow once
         assert len(plays) == 5
         assert live_calls(sim) == []
+
+
+async def test_a_platform_refusing_every_dial_stops_the_campaign(tmp_path: Path) -> None:
+    journal = tmp_path / "refused.db"
+    async with make_simulator() as sim:
+        sim.faults.retry_after = 0.5
+        sim.faults.fail_command(429, command="dial", count=10**6)
+        async with make_session(sim, retry=RetryPolicy(max_attempts=1)) as session:
+            c = campaign(session, [Target(number(i)) for i in range(5)], cps=10, journal=journal)
+            c._give_up_after = 8.0  # simulated seconds of nothing but refusals
+            with pytest.raises(TimeoutError, match="every dial refused"):
+                await c.run()
+            stats = c.stats()
+        assert sim.calls == {}
+    assert stats.refused >= 3
+    assert stats.throttles >= 3
+    # nothing lost: the targets tried stay pending (no attempt placed), to resume later
+    rows = journal_targets(journal)
+    assert rows
+    assert set(rows.values()) == {("pending", None, 0)}

@@ -260,7 +260,7 @@ def test_simulate_dry_run_and_report(tmp_path: Path, capsys: pytest.CaptureFixtu
                 CALLER,
                 "--simulate",
                 "--time-scale",
-                "0.002",
+                "0.01",
                 "--flow",
                 "flows:talk",
                 "--amd",

@@ -1,5 +1,5 @@
 """Campaign parts on their own: pacing and AIMD on a made-up clock, the journal, CSV
-targets, report export, configuration errors."""
+targets, report export, configuration errors, the progress view."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import csv
 import io
 import itertools
 import json
+import logging
 import math
 import random
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
+import msgspec
 import pytest
 
 from signalwire_calls import (
@@ -28,12 +31,15 @@ from signalwire_calls import (
 )
 from signalwire_calls._journal import Batch, Journal
 from signalwire_calls._pacing import LAG, TOLERANCE, Pacer
+from signalwire_calls._progress import make_reporter, render_report, stats_line
 from signalwire_calls.campaign import (
     Campaign,
+    CampaignReport,
+    CampaignStats,
     CSVTargets,
     DialOptions,
     MachineDetection,
-    Retry,
+    RetryRule,
     Target,
     _not_sent,
     export_report,
@@ -406,9 +412,9 @@ def test_values_are_checked() -> None:
     with pytest.raises(ValidationError, match="data"):
         Target("+1", ["not", "a", "dict"])  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="times"):
-        Retry(times=-1, after=1)
+        RetryRule(times=-1, after=1)
     with pytest.raises(ValidationError, match="after"):
-        Retry(times=1, after=math.inf)
+        RetryRule(times=1, after=math.inf)
     with pytest.raises(ValidationError, match="voicemail"):
         MachineDetection(on_machine="voicemail")
     with pytest.raises(ValidationError, match="on_machine"):
@@ -427,7 +433,7 @@ def test_campaign_configuration_errors() -> None:
         ({**ok, "drain_timeout": -1}, "drain_timeout"),
         ({**ok, "flow_timeout": 0}, "flow_timeout"),
         ({**ok, "progress": "loud"}, "progress"),
-        ({**ok, "retry": {"completed": Retry(1, 1)}}, "cannot be retried"),
+        ({**ok, "retry": {"completed": RetryRule(1, 1)}}, "cannot be retried"),
     ]
     for options, message in cases:
         with pytest.raises(ConfigurationError, match=message):
@@ -451,3 +457,90 @@ def test_which_dial_failures_placed_no_call() -> None:
         pass
 
     assert _not_sent(PoolTimeout("queued too long"))
+
+
+# ------------------------------------------------------------------------ progress
+
+
+def _stats(**changes: Any) -> CampaignStats:
+    base = CampaignStats(
+        outcomes={"completed": 7, "busy": 2},
+        done=9,
+        total=20,
+        live=3,
+        waiting=1,
+        dials=12,
+        refused=2,
+        throttles=1,
+        skipped=0,
+        duplicates=0,
+        cps=4.5,
+        cps_limit=5.0,
+        elapsed=65.0,
+        eta=80.0,
+        stopping=False,
+    )
+    return msgspec.structs.replace(base, **changes)
+
+
+def test_progress_line() -> None:
+    line = stats_line(_stats())
+    assert line == (
+        "9/20 done | completed 7, busy 2 | live 3 | 4.5 dials/s (limit 5) | "
+        "retries waiting 1 | refused 2 (throttled 1x) | elapsed 1:05 | ETA 1:20"
+    )
+    line = stats_line(_stats(total=None, outcomes={}, eta=None, stopping=True, refused=0))
+    assert line.startswith("9/? done | no outcome yet | live 3")
+    assert line.endswith("elapsed 1:05 | stopping")
+
+
+async def test_log_progress_off_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    reporter = make_reporter("log", _stats, 0.01)
+    assert reporter is not None
+    caplog.set_level(logging.INFO, logger="signalwire_calls.campaign")
+    with anyio.move_on_after(0.05):
+        await reporter.run()
+    reporter.finish()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) >= 3
+    assert lines[0].startswith("campaign: 9/20 done")
+    assert lines[-1].startswith("campaign finished: 9/20 done")
+    assert make_reporter("off", _stats, 1.0) is None
+    # "auto" off a terminal: log lines
+    assert type(make_reporter("auto", _stats, 1.0)).__name__ == "_LogReporter"
+
+
+def test_rich_view_and_summary() -> None:
+    from rich.console import Console
+
+    reporter = make_reporter("rich", _stats, 1.0)
+    assert reporter is not None
+    console = Console(record=True, width=100, file=io.StringIO())
+    console.print(reporter._render())  # type: ignore[attr-defined]
+    text = console.export_text()
+    for needle in ("completed", "busy", "live calls", "4.5 / 5", "9/20", "1:05 / 1:20"):
+        assert needle in text, needle
+
+    report = CampaignReport(
+        journal=None,
+        targets=9,
+        outcomes={"completed": 7, "busy": 2},
+        attempts={"completed": 7, "busy": 3, "not_sent": 2},
+        first_attempt_at=None,
+        last_update_at=None,
+        dials=12,
+        elapsed=65.0,
+        stopped=True,
+    )
+    plain = render_report(report, use_rich=False)
+    assert plain.splitlines()[1:4] == [
+        "completed         7",
+        "busy              2",
+        "total             9",
+    ]
+    assert "attempts: 10 placed, 2 refused before placing a call" in plain
+    assert "this run: 12 dials in 65.0 s (stopped before the end)" in plain
+    fancy = render_report(report, use_rich=True)
+    assert "campaign summary" in fancy
+    assert "completed" in fancy
+    assert "│" in fancy

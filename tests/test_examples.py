@@ -39,3 +39,15 @@ def test_quickstart_runs_the_whole_flow() -> None:
         "<- calling.call.detect",
     ):
         assert name in out
+
+
+def test_campaign_example_runs_and_prints_the_summary() -> None:
+    out = _run("campaign.py")
+    lines = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert lines["total"] == "200"
+    # the example's callee mix, outcome by outcome
+    expected = {"completed": 136, "busy": 20, "no_answer": 20, "failed": 4, "machine": 20}
+    assert {k: int(lines[k]) for k in expected} == expected
+    # busy and no-answer targets were tried twice (one retry each)
+    assert "attempts: 240 placed" in out
+    assert "dials per simulated second" in out
