@@ -85,6 +85,7 @@ __all__ = [
     "Outcome",
     "RetryRule",
     "Target",
+    "TargetSource",
     "export_report",
     "read_report",
     "read_targets_csv",
@@ -145,7 +146,8 @@ class DialOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
     ``None`` leaves a field to the campaign's value (or the platform's default).
     ``ring_timeout`` is how many seconds the call may ring before it ends as
-    ``no_answer``; ``headers`` are SIP headers (name to value).
+    ``no_answer`` (the dial's ``timeout``); ``headers`` are SIP headers (name to value);
+    the other fields are the dial command's own.
 
         DialOptions(caller_id="+15559870000", ring_timeout=25)
     """
@@ -254,11 +256,16 @@ class MachineDetection(msgspec.Struct, frozen=True, kw_only=True):
 class CampaignStats(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of a running campaign (``Campaign.stats()``).
 
-    ``outcomes`` counts final outcomes, including those a resumed journal already had;
-    ``cps`` is the dials of the last second; ``cps_limit`` the rate in force (lowered
-    after a 429, ``None``: no limit); ``eta`` seconds, when the number of targets is
-    known (after the run, ``cps`` is the run's average). Times are campaign seconds
-    (real seconds unless ``time_scale`` is set).
+    ``outcomes`` counts final outcomes and ``done`` the targets that have one, both
+    including those a resumed journal already had (``skipped``: not dialled again);
+    ``live`` the attempts under way; ``waiting`` the targets waiting for a retry or for
+    a refused dial to be sent again; ``dials`` the dials sent this run (refused ones
+    included), ``refused`` those refused before placing a call and ``throttles`` the
+    pauses that caused; ``duplicates`` targets listed twice (dialled once). ``cps`` is
+    the dials per second of the last five seconds (after the run, its average);
+    ``cps_limit`` the rate in force (lowered after a 429, ``None``: no limit); ``eta``
+    seconds, when the number of targets is known. Times are campaign seconds (real
+    seconds unless ``time_scale`` is set).
     """
 
     outcomes: dict[str, int]
@@ -373,6 +380,8 @@ def read_targets_csv(
     return CSVTargets(path, number_column=number_column, id_column=id_column)
 
 
+#: What ``Campaign`` dials: ``Target`` objects (an iterable or async iterable) or the path
+#: of a CSV file.
 TargetSource: TypeAlias = "Iterable[Target] | AsyncIterable[Target] | str | os.PathLike[str]"
 
 

@@ -653,3 +653,16 @@ async def test_a_platform_refusing_every_dial_stops_the_campaign(tmp_path: Path)
     rows = journal_targets(journal)
     assert rows
     assert set(rows.values()) == {("pending", None, 0)}
+
+
+async def test_a_bad_number_is_an_error_and_nothing_is_dialled_for_it(tmp_path: Path) -> None:
+    targets = [Target(number(0)), Target("555-0100"), Target(number(2))]
+    journal = tmp_path / "bad.db"
+    async with make_simulator() as sim, make_session(sim) as session:
+        report = await campaign(session, targets, cps=None, journal=journal).run()
+        assert report.outcomes == {"completed": 2, "error": 1}
+        assert set(calls_per_number(sim)) == {number(0), number(2)}
+        assert [x.command for x in sim.commands].count("dial") == 2
+    with sqlite3.connect(journal) as db:
+        (error,) = db.execute("SELECT error FROM targets WHERE key = '555-0100'").fetchone()
+    assert error.startswith("ValidationError: to: a phone number must be E.164")
