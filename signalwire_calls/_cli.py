@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from ._cli_campaign import add_campaign
 from ._cli_simulator import add_simulator
 
 __all__ = ["build_parser", "main"]
@@ -21,6 +22,7 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 # One registrar per subcommand.
 _SUBCOMMANDS: list[Registrar] = [
     add_simulator,
+    add_campaign,
 ]
 
 

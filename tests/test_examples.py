@@ -48,3 +48,15 @@ def test_inbound_bot_answers_three_callers() -> None:
     assert "+15553000002 left a message: https://" in out
     assert "+15553000009 pressed '9' (digit)" in out
     assert "3 calls handled, 0 failed, 0 still live" in out
+
+
+def test_campaign_example_runs_and_prints_the_summary() -> None:
+    out = _run("campaign.py")
+    lines = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert lines["total"] == "200"
+    # the example's callee mix, outcome by outcome
+    expected = {"completed": 136, "busy": 20, "no_answer": 20, "failed": 4, "machine": 20}
+    assert {k: int(lines[k]) for k in expected} == expected
+    # busy and no-answer targets were tried twice (one retry each)
+    assert "attempts: 240 placed" in out
+    assert "dials per simulated second" in out
