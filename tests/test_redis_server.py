@@ -19,7 +19,7 @@ def test_the_fixture_runs_its_own_server_and_restarts_it(redis_server: RedisServ
     assert redis_server.port != 6379
     assert _ping(redis_server).startswith(b"+PONG")
     redis_server.stop()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         _ping(redis_server)
     redis_server.start()
     assert _ping(redis_server).startswith(b"+PONG")
