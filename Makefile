@@ -36,7 +36,7 @@ soak: $(STAMP)
 # Mutation testing with mutmut (its settings: [tool.mutmut] in pyproject.toml; how to read
 # the result: docs/mutation.md). MUTATE lists the files whose mutants are run and scored:
 # add a file here, and its tests to mutmut's test selection in pyproject.toml.
-MUTATE := signalwire_calls/receiver.py signalwire_calls/_signing.py
+MUTATE := signalwire_calls/_core.py signalwire_calls/receiver.py signalwire_calls/_signing.py
 MUTATION_MIN := 85
 
 mutation: $(STAMP)
