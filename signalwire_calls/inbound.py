@@ -124,9 +124,7 @@ class InboundRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
         return self._keep
 
 
-_decoder: msgspec.json.Decoder[InboundRequest] = msgspec.json.Decoder(
-    InboundRequest, strict=False
-)
+_decoder: msgspec.json.Decoder[InboundRequest] = msgspec.json.Decoder(InboundRequest, strict=False)
 
 
 def decode_inbound(body: bytes) -> InboundRequest:
