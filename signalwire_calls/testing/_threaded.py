@@ -313,7 +313,9 @@ class SimulatorThread:
     def faults(self) -> FaultPlan:
         """The fault plan in force, as a view: reads, changes and rule builders
         (``sim.faults.drop_webhook(...)``, ``sim.faults.drop_rate = 0.1``) are carried
-        out on the simulator's loop; the rules the builders return are the live ones."""
+        out on the simulator's loop; the rules the builders return are the live ones,
+        ``webhook_rules`` and ``command_rules`` read as lists of copies that refuse
+        changes (add rules with the builders)."""
         return cast(FaultPlan, _FaultsView(self))
 
     @faults.setter
@@ -521,6 +523,8 @@ class _FaultsView:
             raise AttributeError(name)
         owner: SimulatorThread = object.__getattribute__(self, "_owner")
         value = owner.call_in_loop(lambda sim: _snapshot(getattr(sim.faults, name), {}))
+        if isinstance(value, list):  # the rule lists: a copy, so changing it is refused
+            return _ReadOnlyList(value)
         if not callable(value):
             return value
 
@@ -538,6 +542,19 @@ class _FaultsView:
     def __repr__(self) -> str:
         owner: SimulatorThread = object.__getattribute__(self, "_owner")
         return owner.call_in_loop(lambda sim: repr(sim.faults))
+
+
+class _ReadOnlyList(list[Any]):
+    """A copied list whose changes would be lost: changing it raises instead."""
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise TypeError(
+            "a copy of the simulator's fault plan list: add rules with the builders "
+            "(sim.faults.drop_webhook(...), ...) or replace the plan (sim.faults = ...)"
+        )
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
 
 
 # ---------------------------------------------------------------------------- snapshots

@@ -293,6 +293,9 @@ async def test_faults_view_changes_the_plan_on_the_loop(sim_thread: SimulatorThr
         with pytest.raises(BadRequestError):
             await session.dial(to=HUMAN, from_=CALLER, url=SWML_URL)
     assert rule.seen >= 1  # the live rule, counted on the simulator's loop
+    assert sim.faults.command_rules == [rule]  # an equal copy
+    with pytest.raises(TypeError, match="add rules with the builders"):
+        sim.faults.command_rules.append(rule)
     sim.faults = FaultPlan(seed=5)
     assert sim.faults.command_rules == []
     assert sim.faults.seed == 5
