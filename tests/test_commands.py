@@ -4,6 +4,7 @@ before sending with the field named, and strict decoding (what the simulator doe
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
@@ -1645,8 +1646,9 @@ def test_commands_and_options_cannot_be_changed_after_they_are_built() -> None:
     assert isinstance(item, TTS)
     with pytest.raises(AttributeError):
         item.params.text = ""  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        object.__setattr__(play, "control_id", "")
+    if sys.version_info < (3, 13):  # from 3.13 on, object.__setattr__ sets a frozen Struct
+        with pytest.raises(TypeError):
+            object.__setattr__(play, "control_id", "")
     assert msgspec.json.decode(encode_command(end, CALL))["params"] == {"reason": "hangup"}
     assert msgspec.json.decode(encode_command(vol, CALL))["params"]["volume"] == 3
 

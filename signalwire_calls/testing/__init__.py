@@ -18,8 +18,9 @@ URL::
     call = await sim.place_inbound(from_="+15550001", to="+15550002", url=swml_url,
                                    callee=Callee.answers(digits="1#"))
 
-The pytest plugin provides the ``signalwire_simulator`` fixture; the command line
-``signalwire-calls simulator --help`` serves one from a shell.
+``SimulatorThread`` runs a simulator on an event loop in a thread of its own, usable
+from any test runner or loop; the pytest plugin's ``signalwire_simulator`` fixture is
+one. The command line ``signalwire-calls simulator --help`` serves one from a shell.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ._callees import Callee, load_callees, parse_callees
 from ._faults import CommandRule, FaultPlan, WebhookRule
 from ._model import Operation, SimCall
 from ._server import ReceivedCommand, Simulator
+from ._threaded import SimulatorOptions, SimulatorThread
 from ._webhooks import WebhookRecord
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "ReceivedCommand",
     "SimCall",
     "Simulator",
+    "SimulatorOptions",
+    "SimulatorThread",
     "WebhookRecord",
     "WebhookRule",
     "load_callees",

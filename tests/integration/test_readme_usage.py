@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from signalwire_calls import CallSession, Digits
-from signalwire_calls.testing import Callee, Simulator
+from signalwire_calls.testing import Callee, SimulatorThread
 
 
-async def test_menu(signalwire_simulator: Simulator) -> None:
+async def test_menu(signalwire_simulator: SimulatorThread) -> None:
     sim = signalwire_simulator
     sim.script("+15551230001", Callee.answers(after=1.0, digits="2#"))
     async with CallSession(
