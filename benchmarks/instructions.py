@@ -81,6 +81,27 @@ async def session_client(port: int, total: int) -> None:
         await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
 
 
+async def transport_client(port: int, total: int) -> None:
+    """The session's transport alone: ``Transport.post`` of a ready body (FIFO admission,
+    the aiohttp request, the leg decode), without ``Call``, the core or the handle."""
+    from signalwire_calls import silence
+    from signalwire_calls._codec import encode_command
+    from signalwire_calls.commands import Play
+
+    async with _session(port) as session:
+        post = session._transport.post
+        body = encode_command(Play(control_id="t", play=[silence(1)], status_url=STATUS_URL), "c")
+        n = 0
+
+        async def worker(w: int) -> None:
+            nonlocal n
+            while n < total:
+                n += 1
+                await post(body, "calling.play", has_control_id=True)
+
+        await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
+
+
 class _Leg(msgspec.Struct):
     """What the bare loop reads of a call leg."""
 
@@ -207,7 +228,7 @@ def bare_part(part: str, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--impl", choices=["session", "bare"])
+    what.add_argument("--impl", choices=["session", "transport", "bare"])
     what.add_argument("--part", choices=[*PARTS, *BARE_PARTS])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--count", type=int, required=True)
@@ -218,10 +239,8 @@ def main() -> None:
     if args.part is not None:
         asyncio.run(session_part(args.part, args.count))
         return
-    if args.impl == "bare":
-        asyncio.run(bare_client(args.port, args.count))
-    else:
-        asyncio.run(session_client(args.port, args.count))
+    client = {"session": session_client, "transport": transport_client, "bare": bare_client}
+    asyncio.run(client[args.impl](args.port, args.count))
 
 
 if __name__ == "__main__":
