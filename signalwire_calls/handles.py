@@ -425,12 +425,13 @@ class OperationHandle(Generic[R]):
         if self._outcome is not NOTHING:
             return False
         self._outcome = outcome
-        waiter, self._waiter = self._waiter, None
-        _wake_all(waiter)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            _wake_all(waiter)
         log = self._log
-        if log is not None:
+        if log is not None and log.streams is not None:
             log.close()
-        self._settled()
         return True
 
     def result_at_call_end(self, outcome: Any) -> Any:
@@ -444,9 +445,6 @@ class OperationHandle(Generic[R]):
         ):
             return outcome
         return NOTHING
-
-    def _settled(self) -> None:
-        """Hook for subclasses with waiters of their own."""
 
     def _interpret(self, event: Event) -> _Outcome:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -847,8 +845,12 @@ class DetectHandle(
         if waiters is not None:
             _wake_all(waiters)
 
-    def _settled(self) -> None:
+    def settle(self, outcome: DetectResult | BaseException) -> bool:
+        """As ``OperationHandle.settle``; also wakes the waiters of ``outcome()``."""
+        if not super().settle(outcome):
+            return False
         self._wake_decision()
+        return True
 
     async def outcome(self, timeout: float | None = None) -> DetectResult:
         """The first decisive outcome (e.g. ``MACHINE``), as soon as it is known; falls
