@@ -172,7 +172,7 @@ async def session_part(part: str, count: int) -> None:
     settles it by its ``finished`` event instead."""
     from signalwire_calls import PlayResult, silence
     from signalwire_calls._codec import decode_leg, encode_command
-    from signalwire_calls.commands import Play, _opt
+    from signalwire_calls.commands import Play
     from signalwire_calls.handles import PlayHandle
 
     upto = PARTS.index(part)
@@ -181,24 +181,15 @@ async def session_part(part: str, count: int) -> None:
         call = session.call(CALL_ID)
         transport = session._transport
         limiter = transport._limiter
-        media = silence(1)
+        medias = (silence(1),)
         done = PlayResult()
         kind = PlayHandle.kind
         for _ in range(count):
             control_id = core.new_control_id()
             if upto < 1:
                 continue
-            cmd = Play(  # as Call.play builds it
-                control_id=control_id,
-                play=[media],
-                volume=_opt(None),
-                direction=_opt(None),
-                loop=_opt(None),
-                language=_opt(None),
-                voice=_opt(None),
-                gender=_opt(None),
-                status_url=core.status_url,
-            )
+            # as Call.play(media) builds it
+            cmd = Play(control_id=control_id, play=list(medias), status_url=core.status_url)
             if upto < 2:
                 continue
             handle = core.register(call, kind, cmd)

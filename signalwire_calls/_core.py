@@ -498,7 +498,16 @@ class Core:
     def deliver(self, event: Event) -> None:
         """Route one decoded webhook (the receiver's ``EventSink``). Never raises."""
         try:
-            self._route(event)
+            cls = type(event)
+            if cls not in _NOT_BY_CONTROL_ID:  # an operation's event: the usual one, inline
+                control_id = event.control_id
+                handle = self.ops.get(control_id) if control_id is not None else None
+                if handle is not None:
+                    self._feed(handle, event)
+                else:
+                    self._route(event)
+            else:
+                self._route(event)
         except Exception:  # a bug here must not become a 500 for the platform
             logger.exception("failed to route %s", type(event).__name__)
         trace = self._trace_event
@@ -580,7 +589,8 @@ class Core:
             if (not call.followed or call.direction != "outbound") and _suggests_call_gone(event):
                 self._probe(call)
             return
-        self._settle(handle, outcome)
+        handle.settle(outcome)  # self._settle, inline
+        self._forget(handle, remember=True)
 
     def _outcome_at_call_end(self, handle: OperationHandle[Any], outcome: Any, call: Call) -> Any:
         """What an operation that ended with (or after) its call's end settles with: what

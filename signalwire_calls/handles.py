@@ -145,6 +145,10 @@ class DetectResult(msgspec.Struct, frozen=True, kw_only=True):
     beep: bool = False
 
 
+#: The result of every finished play (frozen: one instance serves them all).
+_PLAY_FINISHED: Final = PlayResult(state="finished")
+
+
 class TapResult(msgspec.Struct, frozen=True, kw_only=True):
     """A tap that ended."""
 
@@ -627,7 +631,7 @@ class PlayHandle(
         state = event.params.state
         self.state = state
         if state == "finished":
-            return PlayResult(state=state)
+            return _PLAY_FINISHED
         if state == "error":
             return self._fail("the platform reported state=error", event)
         return NOTHING
