@@ -417,9 +417,10 @@ class OperationHandle(Generic[R]):
         if self._outcome is not NOTHING:
             return DUPLICATE
         log = self._log
-        if log is None:
+        if log is None:  # the first event: nothing to compare with, nobody following
             log = self._log = EventLog()
-        if not log.add(event):
+            log.history.append(event)
+        elif not log.add(event):
             return DUPLICATE
         return self._interpret(event)
 
