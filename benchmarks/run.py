@@ -52,7 +52,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "growth": (20_000, 12),
         "livecalls": 10_000,
         "codec_seconds": 0.2,
-        "instr_counts": (300, 1300),
+        "instr_counts": (300, 2300),
+        "instr_reps": 3,
         "instr_part_count": 20_000,
         "instr_pending": 10_000,
         "instr_receiver_counts": (200, 1000),
@@ -73,7 +74,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "growth": (20_000, 10),
         "livecalls": 10_000,
         "codec_seconds": 0.05,
-        "instr_counts": (100, 300),
+        "instr_counts": (100, 600),
+        "instr_reps": 1,
         "instr_part_count": 5_000,
         "instr_pending": 5_000,
         "instr_receiver_counts": (100, 300),
@@ -96,6 +98,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "livecalls": 500,
         "codec_seconds": 0.005,
         "instr_counts": (20, 40),
+        "instr_reps": 1,
         "instr_part_count": 20,
         "instr_pending": 200,
         "instr_receiver_counts": (20, 40),
@@ -286,12 +289,16 @@ def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"available": True, "counts": [low, high]}
     # two valgrind processes at a time (2 cores): the counts do not depend on the load
     with ThreadPoolExecutor(max_workers=2) as pool:
+        # whole commands: the count moves by ~0.5 % with how the event loop batches the
+        # answers (timing under valgrind): the median of a few repetitions
+        reps = p["instr_reps"]
         whole = {
-            (impl, n): pool.submit(
+            (impl, n, rep): pool.submit(
                 _callgrind_instructions,
                 ["--impl", impl, "--port", port, "--count", str(n)],
                 timeout,
             )
+            for rep in range(reps)
             for impl in ("session", "bare")
             for n in (low, high)
         }
@@ -305,8 +312,13 @@ def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
             for n in ((0, n_parts) if part in (PARTS[0], BARE_PARTS[0]) else (n_parts,))
         }
         for impl in ("session", "bare"):
-            out[impl] = _per_op([whole[impl, n].result() for n in (low, high)], low, high)
-            _log(f"instructions per command, {impl}: {out[impl]}")
+            per = [
+                _per_op([whole[impl, n, rep].result() for n in (low, high)], low, high)
+                for rep in range(reps)
+            ]
+            out[f"{impl}_reps"] = per
+            out[impl] = _med(per)
+            _log(f"instructions per command, {impl}: {per}")
         cumulative: dict[str, float | None] = {}
         for group in (PARTS, BARE_PARTS):
             base = parts[group[0], 0].result()
