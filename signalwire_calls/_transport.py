@@ -287,6 +287,9 @@ class Transport:
             "Authorization": f"Basic {auth}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # no compressed answers (small JSON); a default header rather than
+            # skip_auto_headers, which costs aiohttp a copy of the headers per request
+            "Accept-Encoding": "identity",
             "User-Agent": _user_agent(),
         }
         self._secrets = _secrets_of(token, auth, self._settings.proxy)
@@ -416,7 +419,6 @@ class Transport:
             connector=connector,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=None),
-            skip_auto_headers=("Accept-Encoding",),
             raise_for_status=False,
             trust_env=False,
         )
