@@ -152,6 +152,7 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
             "Authorization": f"Basic {auth}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "Accept-Encoding": "identity",  # the transport's headers, byte for byte
             "User-Agent": _user_agent(),
         }
 
@@ -170,9 +171,7 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
             keepalive_timeout=s.keepalive_timeout,
             ttl_dns_cache=s.dns_cache_ttl,
         )
-        async with aiohttp.ClientSession(
-            connector=connector, headers=headers, skip_auto_headers=("Accept-Encoding",)
-        ) as http:
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
 
             async def op(w: int) -> Any:
                 body = encoder.encode(

@@ -137,6 +137,7 @@ async def bare_client(port: int, total: int) -> None:
         "Authorization": f"Basic {auth}",
         "Content-Type": "application/json",
         "Accept": "application/json",
+        "Accept-Encoding": "identity",
         "User-Agent": _user_agent(),
     }
     decoder, encoder, ids = msgspec.json.Decoder(_Leg), msgspec.json.Encoder(), itertools.count(1)
@@ -148,9 +149,7 @@ async def bare_client(port: int, total: int) -> None:
         ttl_dns_cache=s.dns_cache_ttl,
     )
     n = 0
-    async with aiohttp.ClientSession(
-        connector=connector, headers=headers, skip_auto_headers=("Accept-Encoding",)
-    ) as http:
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
 
         async def worker(w: int) -> Any:
             nonlocal n
