@@ -61,11 +61,11 @@ def finished_event(call_id: str, control_id: str) -> Any:
     return PlayEvent(params=PlayParams(call_id=call_id, control_id=control_id, state="finished"))
 
 
-async def session_client(port: int, total: int) -> None:
+async def session_client(port: int, total: int, concurrency: int = CONCURRENCY) -> None:
     from signalwire_calls import silence
 
     async with _session(port) as session:
-        calls = [session.call(f"call-{w}") for w in range(CONCURRENCY)]
+        calls = [session.call(f"call-{w}") for w in range(concurrency)]
         media = silence(1)
         deliver = session.deliver
         n = 0
@@ -78,10 +78,10 @@ async def session_client(port: int, total: int) -> None:
                 handle = await call.play(media)
                 deliver(finished_event(call.id, handle.control_id))  # its webhook
 
-        await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
 
 
-async def transport_client(port: int, total: int) -> None:
+async def transport_client(port: int, total: int, concurrency: int = CONCURRENCY) -> None:
     """The session's transport alone: ``Transport.post`` of a ready body (FIFO admission,
     the aiohttp request, the leg decode), without ``Call``, the core or the handle."""
     from signalwire_calls import silence
@@ -99,7 +99,7 @@ async def transport_client(port: int, total: int) -> None:
                 n += 1
                 await post(body, "calling.play", has_control_id=True)
 
-        await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
 
 
 class _Leg(msgspec.Struct):
@@ -125,7 +125,7 @@ def bare_body(encoder: msgspec.json.Encoder, call_id: str, control_id: str) -> b
     )
 
 
-async def bare_client(port: int, total: int) -> None:
+async def bare_client(port: int, total: int, concurrency: int = CONCURRENCY) -> None:
     import aiohttp
 
     from signalwire_calls._settings import HTTPSettings
@@ -161,7 +161,7 @@ async def bare_client(port: int, total: int) -> None:
                     data = await resp.read()
                 decoder.decode(data)
 
-        await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
 
 
 async def session_part(part: str, count: int) -> None:
@@ -222,6 +222,7 @@ def main() -> None:
     what.add_argument("--part", choices=[*PARTS, *BARE_PARTS])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
     if args.part in BARE_PARTS:
         bare_part(args.part, args.count)
@@ -230,7 +231,7 @@ def main() -> None:
         asyncio.run(session_part(args.part, args.count))
         return
     client = {"session": session_client, "transport": transport_client, "bare": bare_client}
-    asyncio.run(client[args.impl](args.port, args.count))
+    asyncio.run(client[args.impl](args.port, args.count, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "codec_seconds": 0.2,
         "instr_counts": (300, 2300),
         "instr_reps": 3,
+        "instr_c1_counts": (200, 1200),
         "instr_part_count": 20_000,
         "instr_pending": 10_000,
         "instr_receiver_counts": (200, 1000),
@@ -76,6 +77,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "codec_seconds": 0.05,
         "instr_counts": (100, 600),
         "instr_reps": 1,
+        "instr_c1_counts": (100, 300),
         "instr_part_count": 5_000,
         "instr_pending": 5_000,
         "instr_receiver_counts": (100, 300),
@@ -99,6 +101,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "codec_seconds": 0.005,
         "instr_counts": (20, 40),
         "instr_reps": 1,
+        "instr_c1_counts": (5, 10),
         "instr_part_count": 20,
         "instr_pending": 200,
         "instr_receiver_counts": (20, 40),
@@ -302,6 +305,17 @@ def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
             for impl in ("session", "bare")
             for n in (low, high)
         }
+        # concurrency 1 (one repetition): each command then waits for its answer alone
+        c1_low, c1_high = p["instr_c1_counts"]
+        whole_c1 = {
+            (impl, n): pool.submit(
+                _callgrind_instructions,
+                ["--impl", impl, "--port", port, "--count", str(n), "--concurrency", "1"],
+                timeout,
+            )
+            for impl in ("session", "bare")
+            for n in (c1_low, c1_high)
+        }
         # the pieces: run at 0 and at N, no network
         n_parts = p["instr_part_count"]
         parts = {
@@ -319,6 +333,13 @@ def bench_instructions(p: dict[str, Any]) -> dict[str, Any]:
             out[f"{impl}_reps"] = per
             out[impl] = _med(per)
             _log(f"instructions per command, {impl}: {per}")
+        for impl in ("session", "bare"):
+            out[f"{impl}_c1"] = _per_op(
+                [whole_c1[impl, n].result() for n in (c1_low, c1_high)], c1_low, c1_high
+            )
+            _log(f"instructions per command at c1, {impl}: {out[f'{impl}_c1']}")
+        sc1, bc1 = out["session_c1"], out["bare_c1"]
+        out["ratio_c1"] = sc1 / bc1 if sc1 and bc1 else None
         cumulative: dict[str, float | None] = {}
         for group in (PARTS, BARE_PARTS):
             base = parts[group[0], 0].result()
@@ -834,7 +855,9 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
         lines.append(
             "instructions per command at c100 (callgrind, client process): "
             f"session {_n(instr.get('session'))}, bare aiohttp {_n(instr.get('bare'))}; "
-            f"session/bare = {_n(instr.get('ratio'), '{:.3f}')}"
+            f"session/bare = {_n(instr.get('ratio'), '{:.3f}')}; at c1: session "
+            f"{_n(instr.get('session_c1'))}, bare {_n(instr.get('bare_c1'))}, session/bare = "
+            f"{_n(instr.get('ratio_c1'), '{:.3f}')}"
         )
         bd = instr.get("breakdown")
         if bd:
