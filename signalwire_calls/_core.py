@@ -223,6 +223,7 @@ class Core:
         self._early_full_log = LogThrottle(logger, clock=clock)
         self._expired_log = LogThrottle(logger, logging.INFO, clock=clock)
         self._trace_log = LogThrottle(logger, logging.ERROR, clock=clock)
+        self._max_length_log = LogThrottle(logger, clock=clock)
         self.commands_sent = 0
         self.routed = 0
         self.buffered = 0
@@ -429,6 +430,8 @@ class Core:
         by_call = self._by_call.get(call_id)
         if by_call is None:
             self._by_call[call_id] = {control_id: handle}
+            if call_id not in self._heard:  # a call not followed: the sweep watches it too
+                self._heard[call_id] = self._clock()
         else:
             by_call[control_id] = handle
         if kind.route_by == "call_id":
@@ -762,7 +765,7 @@ class Core:
                     pending = self._by_call.get(call_id)
                     call = _call_of(next(iter(pending.values()))) if pending else None
                 if call is not None:
-                    logger.warning(
+                    self._max_length_log(
                         "call %r: nothing heard for %.0f s (the maximum call length); "
                         "ending it locally",
                         call_id,

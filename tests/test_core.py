@@ -34,6 +34,11 @@ T = 5.0
 SWML = {"version": "1.0.0", "sections": {"main": [{"answer": {}}]}}
 
 
+def call_uuid(n: int) -> str:
+    """The id of the n-th call the test space creates (calls have UUIDs)."""
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
 @dataclass
 class Space:
     """Answers every command with a call leg; dials get ``call-N`` ids and may be held."""
@@ -49,7 +54,7 @@ class Space:
         doc = msgspec.json.decode(await request.read())
         self.commands.append(doc)
         if doc["command"] == "dial":
-            call_id = f"call-{next(self.ids)}"
+            call_id = call_uuid(next(self.ids))
             self.dials_waiting += 1
             try:
                 await self.dial_gate.wait()
@@ -210,8 +215,8 @@ async def test_call_state_racing_the_dial_answer_is_replayed() -> None:
         )
         while not e.space.dials_waiting:
             await asyncio.sleep(0.005)
-        await e.call_state("call-1", "ringing")
-        await e.call_state("call-1", "answered")
+        await e.call_state(call_uuid(1), "ringing")
+        await e.call_state(call_uuid(1), "answered")
         stats = e.session.stats().registry
         assert (stats.buffered, stats.buffered_now) == (2, 2)
         assert stats.buffered_bytes > 0
@@ -447,7 +452,7 @@ async def test_a_flood_of_bogus_events_neither_fills_the_buffer_nor_the_log(
             # but only up to the bound, and logged once
             for i in range(150):
                 await e.call_state(f"made-up-{i}\nINFO forged line", "ringing")
-            await e.call_state("call-1", "answered")  # the real one: the buffer is full...
+            await e.call_state(call_uuid(1), "answered")  # the real one: the buffer is full...
         stats = e.session.stats().registry
         assert stats.unmatched == 10_000
         assert stats.buffered_now == 100
@@ -477,7 +482,7 @@ async def test_a_real_early_event_survives_a_flood_of_forged_operation_events() 
                     for i in range(chunk, chunk + 500)
                 )
             )
-        await e.call_state("call-1", "answered")
+        await e.call_state(call_uuid(1), "answered")
         e.space.dial_gate.set()
         call = await dial
         assert call.state == "answered"
