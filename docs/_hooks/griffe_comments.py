@@ -1,17 +1,23 @@
-"""Griffe extension: ``#:`` comments above an attribute are its docstring.
+"""Griffe extension: the package's docstrings, as the API reference reads them.
 
-The package documents its constants and type aliases the Sphinx way, with ``#:``
-comment lines just above the assignment; griffe reads only string literals after it.
-This extension gives such attributes their comment as docstring, for the API reference.
+* ``#:`` comment lines right above an attribute are its docstring. The package documents
+  its constants and type aliases that way (the Sphinx convention); griffe reads only
+  string literals after the assignment.
+* reStructuredText's literal-block marker is dropped: a paragraph ending ``::`` ends
+  with ``:``, and a line holding only ``::`` goes. The indented block after it is a code
+  block in Markdown as it is.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import griffe
+
+_LITERAL_MARKER = re.compile(r"(?P<end>(?<=\S)::$)|^[ \t]*::[ \t]*\n", re.M)
 
 
 @cache
@@ -19,8 +25,16 @@ def _lines(path: str) -> tuple[str, ...]:
     return tuple(Path(path).read_text(encoding="utf-8").splitlines())
 
 
+def _markdown(text: str) -> str:
+    return _LITERAL_MARKER.sub(lambda m: ":" if m["end"] else "", text)
+
+
 class CommentDocstrings(griffe.Extension):
-    """Turns the ``#:`` lines right above an undocumented attribute into its docstring."""
+    """Gives undocumented attributes their ``#:`` comments; drops ``::`` markers."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = _markdown(obj.docstring.value)
 
     def on_attribute_instance(self, *, attr: griffe.Attribute, **kwargs: Any) -> None:
         if attr.docstring is not None or not attr.lineno or not isinstance(attr.filepath, Path):
@@ -33,5 +47,8 @@ class CommentDocstrings(griffe.Extension):
             index -= 1
         if text:
             attr.docstring = griffe.Docstring(
-                "\n".join(text), lineno=index + 2, endlineno=attr.lineno - 1, parent=attr
+                _markdown("\n".join(text)),
+                lineno=index + 2,
+                endlineno=attr.lineno - 1,
+                parent=attr,
             )
