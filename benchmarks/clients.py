@@ -104,7 +104,8 @@ def _cpu(pid: int | None) -> float | None:
 async def commands(args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://{HOST}:{args.port}"
     if args.impl == "session":
-        from signalwire_calls import CallSession, PlayResult, silence
+        from signalwire_calls import CallSession, silence
+        from signalwire_calls.events import PlayEvent, PlayParams
 
         session = CallSession(
             space=base,
@@ -115,21 +116,29 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
         )
         async with session:
             calls = [session.call(f"{CALL_ID}-{w}") for w in range(args.concurrency)]
-            core = session._core  # stands in for the webhooks the fast server never sends
+            deliver = session.deliver
             media = silence(1)
 
-            done = PlayResult()
-
             async def op(w: int) -> Any:
-                handle = await calls[w].play(media)
-                # Steady state: settle the handle as its webhook would (the fast server
-                # sends none), so the registry holds ~concurrency pending handles as a
-                # running campaign does, instead of growing for the whole run.
-                core.settle(handle, done)
+                call = calls[w]
+                handle = await call.play(media)
+                # Steady state: the fast server sends no webhooks, so the play's
+                # ``finished`` event is fed as the receiver would feed it; the session
+                # then holds ~concurrency pending handles, as a running campaign does,
+                # instead of growing for the whole run.
+                deliver(
+                    PlayEvent(
+                        params=PlayParams(
+                            call_id=call.id, control_id=handle.control_id, state="finished"
+                        )
+                    )
+                )
                 return handle
 
             result = await _drive(op, args.concurrency, args.duration, args.warmup, args.server_pid)
-            result["pending_handles"] = session.stats().registry.pending_operations
+            stats = session.stats()
+            result["pending_handles"] = stats.registry.pending_operations
+            result["routed"] = stats.registry.routed
             return result
     if args.impl == "bare":
         import aiohttp
@@ -143,6 +152,7 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
             "Authorization": f"Basic {auth}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "Accept-Encoding": "identity",  # the transport's headers, byte for byte
             "User-Agent": _user_agent(),
         }
 
@@ -161,9 +171,7 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
             keepalive_timeout=s.keepalive_timeout,
             ttl_dns_cache=s.dns_cache_ttl,
         )
-        async with aiohttp.ClientSession(
-            connector=connector, headers=headers, skip_auto_headers=("Accept-Encoding",)
-        ) as http:
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
 
             async def op(w: int) -> Any:
                 body = encoder.encode(
@@ -186,7 +194,7 @@ async def commands(args: argparse.Namespace) -> dict[str, Any]:
             return await _drive(op, args.concurrency, args.duration, args.warmup, args.server_pid)
     if args.impl == "requests":
         return await _threads(args, _requests_post(base))
-    return await _vendor(args, base)
+    return await _vendor(args, args.port)
 
 
 def _requests_post(base: str) -> Callable[[], Any]:
@@ -233,14 +241,15 @@ async def _threads(args: argparse.Namespace, post: Callable[[], Any]) -> dict[st
         return await _drive(op, args.threads, args.duration, args.warmup, args.server_pid)
 
 
-async def _vendor(args: argparse.Namespace, base: str) -> dict[str, Any]:
-    """The vendor SDK's REST client in a thread pool, when ``signalwire-sdk`` is installed."""
+async def _vendor(args: argparse.Namespace, port: int) -> dict[str, Any]:
+    """The vendor SDK's REST client (``signalwire-sdk``, the ``bench`` extra) in a thread
+    pool; ``available: false`` with the reason when it is missing or its API moved."""
     import importlib.util
 
     if importlib.util.find_spec("signalwire") is None:
         return {"available": False, "reason": "signalwire-sdk is not installed"}
     try:
-        post = _vendor_post(base)
+        post = _vendor_post(port)
         post()  # one probe request: the API may have moved
     except Exception as exc:
         return {"available": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
@@ -249,19 +258,25 @@ async def _vendor(args: argparse.Namespace, base: str) -> dict[str, Any]:
     return result
 
 
-def _vendor_post(base: str) -> Callable[[], Any]:  # pragma: no cover - optional package
-    import signalwire.rest as sw_rest  # type: ignore[import-not-found]
+def _vendor_post(port: int) -> Callable[[], Any]:
+    """``RestClient.calling.play`` with one client per thread (each client owns one
+    ``requests.Session``, as the requests row does: the vendor's best case)."""
+    import threading
 
-    client_cls: Any = getattr(sw_rest, "RestClient", None) or sw_rest.Client
-    client = client_cls(project=PROJECT, token=TOKEN, host=base)
-    calls: Any = client.calling if hasattr(client, "calling") else client.calls
+    from signalwire.rest import RestClient
+
+    local = threading.local()
+    # the SDK's own form of a host: a loopback host:port makes it speak plain http
+    host = f"{HOST}:{port}"
+    ids = itertools.count(1)
+    media = [{"type": "silence", "params": {"duration": 1}}]
 
     def post() -> Any:
-        return calls.play(
-            CALL_ID,
-            control_id="vendor",
-            play=[{"type": "silence", "params": {"duration": 1}}],
-            status_url=STATUS_URL,
+        calling = getattr(local, "calling", None)
+        if calling is None:
+            calling = local.calling = RestClient(project=PROJECT, token=TOKEN, host=host).calling
+        return calling.play(
+            CALL_ID, play=media, control_id=f"vendor-{next(ids)}", status_url=STATUS_URL
         )
 
     return post

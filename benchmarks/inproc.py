@@ -42,8 +42,11 @@ async def _session() -> Any:
 
 
 def _pending(session: Any, calls: list[Any], n: int) -> list[Any]:
-    """n pending play handles created the way ``Call._start`` does (registered before the
-    POST), each with the future one ``finished()`` waiter adds."""
+    """n pending play handles, each with the future one ``finished()`` waiter adds.
+
+    ``Core.register`` indexes each handle exactly as ``call.play()`` does before it
+    POSTs: 100,000 handles without 100,000 HTTP requests (the memory measured is the
+    handle's and the core's indexes, not the HTTP client's)."""
     from signalwire_calls import silence
     from signalwire_calls.commands import Play
     from signalwire_calls.handles import PlayHandle

@@ -150,18 +150,22 @@ class _SessionHost(_Host):
         from signalwire_calls.handles import PlayHandle
 
         session = self.session
+        # 100,000+ pending handles without 100,000 HTTP requests: Core.register indexes
+        # a handle exactly as call.play() does before it POSTs (the one step of a
+        # command that a webhook's routing depends on). The ids are chosen, as
+        # call.play(control_id=...) allows, so that the load generator can name them
+        # (the session's own ids are unpredictable). Only the core holds the handles,
+        # as in an application that awaits some of them: settled handles are freed.
         core = session._core
         ncalls = self.args.calls
         calls = [session.call(f"call-{j}") for j in range(ncalls)]
         media = [silence(1)]
-        # only the core holds the handles, as in an application that awaits some of
-        # them: settled handles are freed. Ids are chosen (call.play(control_id=...)
-        # allows it) so that the load generator can name them.
         for i in range(n):
             cmd = Play(control_id=f"session-{i + 1}", play=media)
             core.register(calls[i % ncalls], PlayHandle.kind, cmd)
 
     async def waiter(self, index: int) -> None:
+        # the core's index by control_id: the handles have no other owner here
         handle = self.session._core.ops[f"{self.prefix}-{index + 1}"]
         await handle.finished()
         self.wake[index] = time.time_ns()

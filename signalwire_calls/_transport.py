@@ -23,6 +23,14 @@ so at high concurrency some callers starve. Commands therefore queue first-in-fi
 in a limiter sized to the connection limit, in front of aiohttp; its pool then never
 makes anyone wait.
 
+Time budget: each attempt has one deadline covering its queueing and its request. As
+admission is first-in-first-out, attempts under the same timeout reach their deadlines
+in the order they started, so one timer per transport watches them all (``_Budget``),
+instead of aiohttp's timer and timeout context per request (a fifth of the client CPU
+of a command). Attempts whose deadline would come before an earlier attempt's (a
+shorter per-call timeout) get aiohttp's total timeout instead. aiohttp keeps the
+connect timeout, which it arms only when a connection must be opened.
+
 The API token is only ever held inside the precomputed ``Authorization`` header. No
 repr, str, error or log line contains it: aiohttp's exceptions carry the request
 headers, so they are summarised (with every credential scrubbed) instead of chained.
@@ -210,6 +218,30 @@ class _FifoLimiter:
 # --------------------------------------------------------------------------- transport
 
 
+_LIVE: Final = 0
+_DONE: Final = 1
+_EXPIRED: Final = 2
+
+
+class _Budget:
+    """The deadline of one attempt, watched by the transport's one timer: when it
+    passes, the task running the attempt is cancelled (as ``asyncio.timeout`` does) and
+    the attempt turns that cancellation into ``PoolTimeout`` or ``ReadTimeout``."""
+
+    __slots__ = ("cancelling", "deadline", "state", "task")
+
+    def __init__(self, deadline: float, task: asyncio.Task[Any]) -> None:
+        self.deadline = deadline
+        self.task = task
+        self.cancelling = task.cancelling()  # cancellations requested before ours
+        self.state = _LIVE
+
+    def expired(self) -> bool:
+        """Whether this budget's expiry (and nothing else) cancelled its task; call once,
+        on the ``CancelledError``."""
+        return self.state == _EXPIRED and self.task.uncancel() <= self.cancelling
+
+
 class _TransportCause(Exception):
     """What the HTTP client reported, with every credential scrubbed; the ``__cause__``
     of a ``TransportError`` (the client's own exception holds the request headers)."""
@@ -255,12 +287,19 @@ class Transport:
             "Authorization": f"Basic {auth}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # no compressed answers (small JSON); a default header rather than
+            # skip_auto_headers, which costs aiohttp a copy of the headers per request
+            "Accept-Encoding": "identity",
             "User-Agent": _user_agent(),
         }
         self._secrets = _secrets_of(token, auth, self._settings.proxy)
         self._resolver = resolver
         self._limiter = _FifoLimiter(self._settings.limit)
         self._client_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        self._budget_timeouts: dict[float | None, aiohttp.ClientTimeout] = {}
+        self._budgets: collections.deque[_Budget] = collections.deque()
+        self._budget_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._proxy: URL | None = None
         self._proxy_headers: dict[str, str] | None = None
@@ -334,6 +373,7 @@ class Transport:
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
             raise SessionClosedError("the transport is closed")
+        self._loop = asyncio.get_running_loop()
         s = self._settings
         tls: ssl.SSLContext | bool = True
         if self._url.scheme == "https" and s.ca_file is not None:
@@ -379,7 +419,6 @@ class Transport:
             connector=connector,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=None),
-            skip_auto_headers=("Accept-Encoding",),
             raise_for_status=False,
             trust_env=False,
         )
@@ -404,6 +443,9 @@ class Transport:
             return
         self._closed = True
         self._limiter.close()
+        if self._budget_timer is not None:
+            self._budget_timer.cancel()
+            self._budget_timer = None
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -444,34 +486,52 @@ class Transport:
         while True:
             self._requests += 1
             error: RequestError | SessionClosedError
+            budget = None if seconds is None else self._budget(seconds)
             try:
-                # One budget covers queueing and the request; asyncio.timeout is armed
-                # only when the command must queue.
-                if limiter.try_acquire():
-                    left = seconds
-                else:
-                    left = await self._queue(seconds, command)
-                self._in_flight += 1
                 try:
-                    client_timeout = self._client_timeouts.get(left)
-                    if client_timeout is None:
-                        client_timeout = self._client_timeout(left, cache=left is seconds)
-                    resp = await session.post(
-                        self._url,
-                        data=body,
-                        timeout=client_timeout,
-                        allow_redirects=False,
-                        headers=self._request_headers,
-                        proxy=self._proxy,
-                        proxy_headers=self._proxy_headers,
-                    )
+                    if limiter.try_acquire():
+                        left = seconds
+                    else:
+                        left = await self._admit(seconds, command, budget)
+                    self._in_flight += 1
                     try:
-                        data = await resp.read()
+                        if budget is None:
+                            client_timeout = self._client_timeouts.get(left)
+                            if client_timeout is None:
+                                client_timeout = self._client_timeout(left, cache=left is seconds)
+                        else:
+                            client_timeout = self._budget_timeouts.get(left)
+                            if client_timeout is None:
+                                client_timeout = self._budget_timeout(left, cache=left is seconds)
+                        if self._proxy is None:
+                            resp = await session.post(
+                                self._url, data=body, timeout=client_timeout, allow_redirects=False
+                            )
+                        else:
+                            resp = await session.post(
+                                self._url,
+                                data=body,
+                                timeout=client_timeout,
+                                allow_redirects=False,
+                                headers=self._request_headers,
+                                proxy=self._proxy,
+                                proxy_headers=self._proxy_headers,
+                            )
+                        try:
+                            data = await resp.read()
+                        finally:
+                            resp.release()
                     finally:
-                        resp.release()
+                        self._in_flight -= 1
+                        limiter.release()
+                except asyncio.CancelledError:
+                    if budget is None or not budget.expired():
+                        raise
+                    # the budget ran out while the request was out: as aiohttp's timer
+                    raise TimeoutError from None
                 finally:
-                    self._in_flight -= 1
-                    limiter.release()
+                    if budget is not None:
+                        self._retire(budget)
             except PoolTimeout as exc:
                 error = exc
             except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
@@ -502,10 +562,94 @@ class Transport:
             attempt += 1
             self._retries += 1
 
-    def _client_timeout(self, total: float | None, *, cache: bool = False) -> aiohttp.ClientTimeout:
+    # -- time budgets --------------------------------------------------------------------
+
+    def _budget(self, seconds: float) -> _Budget | None:
+        """Start watching an attempt's deadline, ``seconds`` from now; ``None`` when it
+        would come before an earlier attempt's (aiohttp's timer keeps it then)."""
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + seconds
+        budgets = self._budgets
+        if budgets and deadline < budgets[-1].deadline:
+            return None
+        task = asyncio.current_task(loop)
+        if task is None:  # pragma: no cover - a coroutine of asyncio runs in a task
+            return None
+        budget = _Budget(deadline, task)
+        budgets.append(budget)
+        if self._budget_timer is None:
+            self._budget_timer = loop.call_at(deadline, self._expire)
+        return budget
+
+    def _retire(self, budget: _Budget) -> None:
+        """The attempt is over: stop watching it (and every finished one before it)."""
+        if budget.state == _LIVE:
+            budget.state = _DONE
+        budgets = self._budgets
+        while budgets and budgets[0].state != _LIVE:
+            budgets.popleft()
+
+    def _expire(self) -> None:
+        """The timer: cancel the attempts whose deadline passed; re-arm for the next."""
+        loop = self._loop
+        assert loop is not None
+        self._budget_timer = None
+        budgets = self._budgets
+        now = loop.time()
+        while budgets:
+            budget = budgets[0]
+            if budget.state == _LIVE:
+                if budget.deadline > now:
+                    self._budget_timer = loop.call_at(budget.deadline, self._expire)
+                    return
+                budget.state = _EXPIRED
+                budget.task.cancel()
+            budgets.popleft()
+
+    async def _admit(
+        self, seconds: float | None, command: str, budget: _Budget | None
+    ) -> float | None:
+        """Wait for admission (first in, first out) under ``budget``; returns the seconds
+        left for the request. ``PoolTimeout`` when the budget runs out while queued."""
+        if budget is None:
+            return await self._queue(seconds, command)
+        try:
+            await self._limiter.acquire()
+        except asyncio.CancelledError:
+            if budget.expired():
+                raise self._pool_timeout(seconds, command) from None
+            raise
+        assert self._loop is not None
+        return max(budget.deadline - self._loop.time(), 0.001)
+
+    def _budget_timeout(self, left: float | None, *, cache: bool = False) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for an attempt whose deadline a ``_Budget`` watches: the
+        connect timeout only."""
+        connect = self._connect_timeout(left)
+        client_timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect)
+        if cache and len(self._budget_timeouts) < 16:
+            self._budget_timeouts[left] = client_timeout
+        return client_timeout
+
+    def _pool_timeout(self, timeout: float | None, command: str) -> PoolTimeout:
+        self._pool_timeouts += 1
+        return PoolTimeout(
+            f"{command}: waited {timeout} s for one of the {self._settings.limit} "
+            "connection slots (HTTPSettings.limit); the command was not sent",
+            command=command,
+        )
+
+    def _connect_timeout(self, total: float | None) -> float | None:
+        """The connect timeout of an attempt with ``total`` seconds left (see
+        ``_CONNECT_SHARE``)."""
         connect = self._settings.connect_timeout
         if total is not None and (connect is None or connect > total * _CONNECT_SHARE):
             connect = total * _CONNECT_SHARE
+        return connect
+
+    def _client_timeout(self, total: float | None, *, cache: bool = False) -> aiohttp.ClientTimeout:
+        connect = self._connect_timeout(total)
         client_timeout = aiohttp.ClientTimeout(total=total, connect=connect, sock_connect=connect)
         if cache and len(self._client_timeouts) < 16:  # the default and a few per-call
             self._client_timeouts[total] = client_timeout
@@ -520,12 +664,7 @@ class Transport:
             async with asyncio.timeout_at(deadline):
                 await self._limiter.acquire()
         except TimeoutError:
-            self._pool_timeouts += 1
-            raise PoolTimeout(
-                f"{command}: waited {timeout} s for one of the {self._settings.limit} "
-                "connection slots (HTTPSettings.limit); the command was not sent",
-                command=command,
-            ) from None
+            raise self._pool_timeout(timeout, command) from None
         return None if deadline is None else max(deadline - loop.time(), 0.001)
 
     def _scrub(self, text: str) -> str:

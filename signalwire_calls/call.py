@@ -397,6 +397,20 @@ class Call:
         """Play media items in order (``calling.play``); see ``tts()``, ``audio()``,
         ``silence()``, ``ringtone()``."""
         owner = self._owner
+        if (
+            volume is None
+            and direction is None
+            and loop is None
+            and language is None
+            and voice is None
+            and gender is None
+        ):  # the usual call: only the media (each _opt() left out is a call saved)
+            cmd = _cmd.Play(
+                control_id=control_id or owner.new_control_id(),
+                play=list(media),
+                status_url=owner.status_url,
+            )
+            return await owner.start(self, PlayHandle.kind, cmd, request_timeout)  # type: ignore[return-value]
         cmd = _cmd.Play(
             control_id=control_id or owner.new_control_id(),
             play=list(media),

@@ -145,6 +145,10 @@ class DetectResult(msgspec.Struct, frozen=True, kw_only=True):
     beep: bool = False
 
 
+#: The result of every finished play (frozen: one instance serves them all).
+_PLAY_FINISHED: Final = PlayResult(state="finished")
+
+
 class TapResult(msgspec.Struct, frozen=True, kw_only=True):
     """A tap that ended."""
 
@@ -413,9 +417,10 @@ class OperationHandle(Generic[R]):
         if self._outcome is not NOTHING:
             return DUPLICATE
         log = self._log
-        if log is None:
+        if log is None:  # the first event: nothing to compare with, nobody following
             log = self._log = EventLog()
-        if not log.add(event):
+            log.history.append(event)
+        elif not log.add(event):
             return DUPLICATE
         return self._interpret(event)
 
@@ -425,12 +430,13 @@ class OperationHandle(Generic[R]):
         if self._outcome is not NOTHING:
             return False
         self._outcome = outcome
-        waiter, self._waiter = self._waiter, None
-        _wake_all(waiter)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            _wake_all(waiter)
         log = self._log
-        if log is not None:
+        if log is not None and log.streams is not None:
             log.close()
-        self._settled()
         return True
 
     def result_at_call_end(self, outcome: Any) -> Any:
@@ -444,9 +450,6 @@ class OperationHandle(Generic[R]):
         ):
             return outcome
         return NOTHING
-
-    def _settled(self) -> None:
-        """Hook for subclasses with waiters of their own."""
 
     def _interpret(self, event: Event) -> _Outcome:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -629,7 +632,7 @@ class PlayHandle(
         state = event.params.state
         self.state = state
         if state == "finished":
-            return PlayResult(state=state)
+            return _PLAY_FINISHED
         if state == "error":
             return self._fail("the platform reported state=error", event)
         return NOTHING
@@ -847,8 +850,12 @@ class DetectHandle(
         if waiters is not None:
             _wake_all(waiters)
 
-    def _settled(self) -> None:
+    def settle(self, outcome: DetectResult | BaseException) -> bool:
+        """As ``OperationHandle.settle``; also wakes the waiters of ``outcome()``."""
+        if not super().settle(outcome):
+            return False
         self._wake_decision()
+        return True
 
     async def outcome(self, timeout: float | None = None) -> DetectResult:
         """The first decisive outcome (e.g. ``MACHINE``), as soon as it is known; falls
