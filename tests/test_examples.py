@@ -60,3 +60,60 @@ def test_campaign_example_runs_and_prints_the_summary() -> None:
     # busy and no-answer targets were tried twice (one retry each)
     assert "attempts: 240 placed" in out
     assert "dials per simulated second" in out
+
+
+def test_aiohttp_mount_serves_webhooks_from_the_users_app() -> None:
+    out = _run("aiohttp_mount.py")
+    assert "/hooks/signalwire/events" in out
+    assert "POST /calls -> 202" in out
+    assert "-> {'state': 'done', 'digits': '1'}" in out
+    # the webhooks came in through the app's mounted routes, and the call has ended
+    health = out.splitlines()[-1]
+    assert health.startswith("GET /health -> {'live_calls': 0, 'webhooks': ")
+    assert int(health.rsplit(" ", 1)[1].rstrip("}")) > 0
+
+
+def test_fastapi_mount_serves_webhooks_under_uvicorn() -> None:
+    out = _run("fastapi_mount.py")
+    assert "/hooks/signalwire/events" in out
+    assert "POST /calls -> 202" in out
+    assert "-> {'state': 'done', 'digits': '2'}" in out
+    health = out.splitlines()[-1]
+    assert health.startswith("GET /health -> {'live_calls': 0, 'webhooks': ")
+    assert int(health.rsplit(" ", 1)[1].rstrip("}")) > 0
+
+
+def test_flows_example_passes_under_pytest() -> None:
+    """The pytest file a user copies, run as they would run it: its own pytest process,
+    pytest-asyncio in strict mode, warnings as errors."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SIGNALWIRE_", "PYTEST_")) and k != "PYTHONWARNINGS"
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(EXAMPLES / "test_flows.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            "-o",
+            "asyncio_mode=strict",
+            "-W",
+            "error",
+        ],
+        cwd=EXAMPLES,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=env,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert output.strip().splitlines()[-1].startswith("5 passed"), output
