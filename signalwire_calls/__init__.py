@@ -8,6 +8,7 @@ used of them are re-exported here too. The simulator is ``signalwire_calls.testi
 
 from __future__ import annotations
 
+from ._codec import decode_event
 from ._core import RegistryStats
 from ._retry import RetryPolicy
 from ._settings import HTTPSettings
@@ -189,6 +190,7 @@ __all__ = [
     "asgi_app",
     "audio",
     "create_app",
+    "decode_event",
     "digit_detector",
     "export_report",
     "fax_detector",

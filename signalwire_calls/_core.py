@@ -73,6 +73,7 @@ from .legs import AnyLeg
 __all__ = ["Core", "RegistryStats"]
 
 logger = logging.getLogger("signalwire_calls.core")
+_DEBUG: Final = logging.DEBUG
 
 #: Control ids: 96 random bits from the OS (what ``secrets`` uses), base64url, read in
 #: batches: one ``os.urandom`` per 256 ids (a syscall costs ~1.5 us in some sandboxes).
@@ -224,6 +225,8 @@ class Core:
         self._expired_log = LogThrottle(logger, logging.INFO, clock=clock)
         self._trace_log = LogThrottle(logger, logging.ERROR, clock=clock)
         self._max_length_log = LogThrottle(logger, clock=clock)
+        self._end_lost_log = LogThrottle(logger, logging.INFO, clock=clock)
+        self._route_log = LogThrottle(logger, logging.ERROR, clock=clock)
         self.commands_sent = 0
         self.routed = 0
         self.buffered = 0
@@ -496,8 +499,15 @@ class Core:
                     self._route(event)
             else:
                 self._route(event)
-        except Exception:  # a bug here must not become a 500 for the platform
-            logger.exception("failed to route %s", type(event).__name__)
+        except Exception as exc:  # a bug here must not become a 500 for the platform
+            self._route_log("failed to route %s", type(event).__name__, exc_info=exc)
+        if logger.isEnabledFor(_DEBUG):
+            logger.debug(
+                "webhook %s (call %r, operation %r)",
+                describe_event(event),
+                event.call_id,
+                event.control_id,
+            )
         trace = self._trace_event
         if trace is not None:  # after routing: a failing callback cannot lose the event
             self._guarded(trace, event)
@@ -724,7 +734,7 @@ class Core:
     def _end_webhook_lost(self, call: Call) -> None:
         self._call_timers.pop(call.id, None)
         if not call.is_ended:
-            logger.info(
+            self._end_lost_log(
                 "call %r: no 'ended' webhook after it was ended; ending it locally", call.id
             )
             self._gone(call, "end_webhook_lost")

@@ -147,14 +147,18 @@ def check_document(document: object, what: str) -> dict[str, Any]:
     return document
 
 
+_swml_failure_log = LogThrottle(logger, logging.ERROR)
+
+
 def _document(reply: SwmlReply, request: InboundRequest) -> dict[str, Any]:
     if not callable(reply):
         return reply
     try:
         return check_document(reply(request), "the swml function's reply")
-    except Exception:
-        logger.exception(
+    except Exception as exc:
+        _swml_failure_log(
             "the inbound swml function failed for call %r; answering with the default",
             request.call_id,
+            exc_info=exc,
         )
         return DEFAULT_SWML

@@ -56,6 +56,7 @@ import msgspec
 
 from . import _progress
 from ._journal import Batch, Journal, TargetState
+from ._logthrottle import LogThrottle
 from ._pacing import LAG, Pacer
 from .call import Call
 from .commands import Header, MachineDetector, machine_detector
@@ -92,6 +93,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("signalwire_calls.campaign")
+_hangup_failed_log = LogThrottle(logger)
+_hangup_silent_log = LogThrottle(logger)
 
 #: How a target ended. ``completed``: the flow returned. ``busy``, ``no_answer``,
 #: ``failed`` (rejected, unreachable, error before answer), ``canceled`` (ended before
@@ -1118,11 +1121,11 @@ class Campaign:
         except NotFoundError:
             return  # the platform has ended it already
         except SignalWireError as exc:
-            logger.warning("hanging up call %s failed: %s", call.id, _summary(exc))
+            _hangup_failed_log("hanging up call %s failed: %s", call.id, _summary(exc))
         try:
             await call.ended(timeout=self._hangup_timeout)
         except TimeoutError:
-            logger.warning(
+            _hangup_silent_log(
                 "call %s: no end event within %s s after hanging up", call.id, self._hangup_timeout
             )
         except SignalWireError:

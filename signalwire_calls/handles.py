@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar, Final, Generic, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, Protocol, Self, TypeVar
 
 import msgspec
 
@@ -585,7 +585,7 @@ class OperationHandle(Generic[R]):
                 f"cannot {action} {self.kind.name} {self.control_id!r}: it is {self.status.value}"
             )
 
-    async def __aenter__(self) -> OperationHandle[R]:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -623,6 +623,7 @@ class Receiver:
                 raise
             self._port = int(runner.addresses[0][1])
             self._runner = runner
+            logger.info("webhook receiver listening on %s", self.url)
 
     async def aclose(self) -> None:
         """Stop serving. Idempotent; ``start()`` may be called again."""
@@ -630,6 +631,7 @@ class Receiver:
             runner, self._runner = self._runner, None
             if runner is not None:
                 await runner.cleanup()
+                logger.info("webhook receiver on %s:%d stopped", self._host, self._port)
 
     async def __aenter__(self) -> Receiver:
         await self.start()

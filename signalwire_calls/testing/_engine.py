@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from .._logthrottle import LogThrottle
 from ._callees import DEFAULT_CALLEE, Callee
 from ._faults import FaultPlan
 from ._model import (
@@ -63,6 +64,7 @@ __all__ = [
 
 _encode = msgspec.json.Encoder().encode
 _log = logging.getLogger("signalwire_calls.testing")
+_inbound_failed_log = LogThrottle(_log)
 
 # Simulated latencies (seconds) of the platform itself.
 _T_INITIATED = 0.01
@@ -430,7 +432,7 @@ class Engine:
         if call.status in TERMINAL_STATES:
             return
         call.swml_error = reason
-        _log.warning("inbound call %s from %s failed: %s", call.id, call.from_, reason)
+        _inbound_failed_log("inbound call %s from %s failed: %s", call.id, call.from_, reason)
         for timer in call.timers:
             timer.cancel()
         call.timers.clear()

@@ -21,11 +21,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from .._logthrottle import LogThrottle
 from .._signing import sign
 
 __all__ = ["WebhookRecord", "WebhookSender"]
 
 _log = logging.getLogger("signalwire_calls.testing")
+_refused_log = LogThrottle(_log)
 
 Outcome = Literal["pending", "delivered", "failed", "dropped"]
 
@@ -271,7 +273,7 @@ class WebhookSender:
                 f"not delivered: {record.url} is not a loopback address "
                 "(Simulator(allow_external_webhooks=True) allows it)"
             )
-            _log.warning("webhook %s", record.error)
+            _refused_log("webhook %s", record.error)
             return False
         headers = {"Content-Type": "application/json"}
         if self.signing_key:
