@@ -1,4 +1,4 @@
-"""Typed webhook payloads (spec section 3), decoded by ``_codec.decode_event``.
+"""Typed webhook payloads (what each command's ``status_url`` receives), decoded by ``_codec.decode_event``.
 
 Inbound data is read tolerantly: every field is optional, enum-like fields are plain
 ``str`` (a new state value never fails decoding) and unknown fields are ignored. The known
@@ -78,11 +78,11 @@ __all__ = [
 
 # --------------------------------------------------------------------------- known values
 
-#: ``call_state`` values of ``calling.call.state`` (spec 4).
+#: ``call_state`` values of ``calling.call.state``.
 CALL_STATES: Final = frozenset({"created", "ringing", "answered", "ending", "ended"})
 #: The ``call_state`` after which a call sends nothing more.
 CALL_TERMINAL_STATES: Final = frozenset({"ended"})
-#: ``end_reason`` values of both vocabularies (SWML and RELAY, spec 3.1); not exhaustive.
+#: ``end_reason`` values of both vocabularies (SWML and RELAY); not exhaustive.
 END_REASONS: Final = frozenset(
     {
         "hangup",
@@ -116,7 +116,7 @@ TAP_TERMINAL_STATES: Final = frozenset({"finished"})
 STREAM_TERMINAL_STATES: Final = frozenset({"finished"})
 #: Fax ``fax.type`` values that end the operation (other: ``page``).
 FAX_TERMINAL_TYPES: Final = frozenset({"finished", "error"})
-#: ``event_type`` given to a ``{"call": {...}, "vars": {...}}`` document (spec 6.4(a)),
+#: ``event_type`` given to a ``{"call": {...}, "vars": {...}}`` document (the SWML request for a call),
 #: which carries no ``event_type`` of its own; it decodes to an ``UnknownEvent``.
 CALL_DOCUMENT_EVENT_TYPE: Final = "call"
 
@@ -129,7 +129,7 @@ class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 
 
 class _Params(_Wire):
-    """Members common to every ``params`` object (spec 3.0)."""
+    """Members common to every ``params`` object of the envelope."""
 
     call_id: str | None = None
     node_id: str | None = None

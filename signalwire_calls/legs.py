@@ -1,4 +1,4 @@
-"""The call leg every successful command returns (spec 1.2), decoded by ``_codec.decode_leg``.
+"""The call leg every successful command returns (the API's call-leg object), decoded by ``_codec.decode_leg``.
 
 The response is ``CallLeg | FabricSubscriberDeviceLeg`` told apart by ``type``; any other
 ``type`` (``video_room_pstn_leg``, ``dialogflow_call``, ...) decodes to ``GenericLeg``.
@@ -38,7 +38,7 @@ CALL_LEG_TYPES: Final = frozenset({"relay_pstn_call", "relay_sip_call", "relay_w
 FABRIC_LEG_TYPE: Final = "fabric_subscriber_device_leg"
 #: ``direction`` values (a REST ``dial`` yields ``outbound-api``).
 DIRECTIONS: Final = frozenset({"inbound", "outbound", "outbound-api"})
-#: Leg ``status`` values (spec 4).
+#: Leg ``status`` values, as the API lists them.
 LEG_STATUSES: Final = frozenset(
     {
         "queued",

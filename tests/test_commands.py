@@ -148,7 +148,7 @@ def top(command: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- golden bodies
-# (command object, expected body written by hand from spec section 2)
+# (command object, expected body written by hand from the API reference)
 
 GOLDEN: list[tuple[Command, dict[str, Any]]] = [
     (

@@ -1,4 +1,4 @@
-"""Every webhook shape of spec section 3 decodes to its typed event with the right values."""
+"""Every webhook shape of the API decodes to its typed event with the right values."""
 
 from __future__ import annotations
 

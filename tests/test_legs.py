@@ -1,4 +1,4 @@
-"""The 200 body of every command decodes to a typed call leg (spec 1.2)."""
+"""The 200 body of every command decodes to a typed call leg (the API's call-leg object)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from signalwire_calls.receiver import (
     create_app,
 )
 
-# spec 6.4(a): a published real-platform vector
+# a published real-platform vector (signalwire 2.1.1's own tests)
 KEY_A = "PSK_7TruNcSNTxp4zNrykMj4EPzF"
 PUBLIC_A = "https://81f2-2-45-18-191.ngrok-free.app"
 BODY_A = (
@@ -43,7 +43,7 @@ BODY_A = (
 SHA1_A = "b18500437ebb010220ddd770cbe6fd531ea0ba0d"
 SHA256_A = "e6cbf7dcd30152e9034464d4de0f1050893dc482c5f303d73c86d050407b294f"
 
-# spec 6.4(b): url https://example.com/sw/status?leg=a
+# computed with openssl dgst -hmac and checked with signalwire-sdk 3.7.5: url https://example.com/sw/status?leg=a
 KEY_B = "PSK_test_signing_key_123"
 BODY_B = (
     b'{"event_type":"calling.call.play","params":{"call_id":"3fa85f64-5717-4562-b3fc-'

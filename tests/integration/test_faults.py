@@ -1,4 +1,4 @@
-"""Adversity: the simulator's fault plan against the whole client (DESIGN.md protocol)."""
+"""Adversity: the simulator's fault plan against the whole client (the correlation protocol of docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The call state machine (spec section 4), scripted callees and call-state webhooks."""
+"""The call state machine, scripted callees and call-state webhooks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Control operations: the spec section 3 webhook sequences, timing and sub-commands."""
+"""Control operations: the webhook sequences of each operation, timing and sub-commands."""
 
 from __future__ import annotations
 

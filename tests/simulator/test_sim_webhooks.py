@@ -1,4 +1,4 @@
-"""Webhook delivery: signatures (spec 6), retries, ordering, introspection."""
+"""Webhook delivery: signatures, retries, ordering, introspection."""
 
 from __future__ import annotations
 
