@@ -77,9 +77,11 @@ GROUP = "workers"
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 #: Targets per seeding script call.
 _SEED_CHUNK = 500
-#: Real seconds a worker may ask for its pacing token late and still keep the shared
-#: schedule (GCRA's tolerance; never more than half an interval, which keeps any one
-#: second at ``cps + 1`` dials at most): a round trip to Redis and some event-loop lag.
+#: Targets a worker reads at a time at most (no more than it has free call slots for).
+_PREFETCH = 4
+#: Real seconds (never more than half an interval) a worker may ask for its dial slot
+#: early (it then waits for it) or late (the schedule keeps its pace): GCRA's tolerance,
+#: the time of a round trip and some event-loop lag.
 TOLERANCE = 0.02
 
 # ---------------------------------------------------------------------------- Lua
@@ -197,9 +199,14 @@ return out
 """
 )
 
-# ARGV: worker, key, entry id, attempt n, now (wall), tolerance (us). Takes a pacing token and
-# marks the attempt 'dialing', in one step, if the entry is still this worker's:
-# {1, rate, throttles} (dial now), {2, wait us} (no token yet), {0} (no longer ours).
+# ARGV: worker, key, entry id, attempt n, now (wall), tolerance (us). Takes the next
+# dial slot of the shared schedule (GCRA: slots one interval apart) when it is within
+# the tolerance (at most half an interval) of now: early, the worker waits for it;
+# late, the schedule keeps its pace (any one second still holds at most cps + 1 slots,
+# and a stalled worker never has more than one slot in hand). It also marks the
+# attempt 'dialing', in one step, if the entry is still this worker's:
+# {1, rate, throttles, us to the slot} (dial then), {2, wait us} (ask again then),
+# {0} (no longer ours).
 _BEGIN = (
     _PRELUDE
     + """
@@ -209,7 +216,7 @@ if not t then return {0} end
 local pace = redis.call('HMGET', PACE, 'tat', 'rate', 'ceiling', 'paused_until',
   'last_change', 'reference', 'sec', 'cnt', 'prev', 'throttles')
 if t.n == n and t.w == worker and t.s == 'dialing' then
-  return {1, pace[2] or '', pace[10] or '0'}  -- a repeat whose first answer was lost
+  return {1, pace[2] or '', pace[10] or '0', 0}  -- a repeat whose first answer was lost
 end
 if t.st ~= 'pending' or t.id ~= entry then return {0} end
 local p = redis.call('XPENDING', STREAM, 'workers', entry, entry, 1)
@@ -222,11 +229,13 @@ local rate = tonumber(pace[2])
 local ceiling = tonumber(pace[3])
 local paused = tonumber(pace[4]) or 0
 if now < paused then return {2, int(paused - now)} end
+local slot = now
 if rate then
   local interval = second / rate
-  local tau = math.min(interval * 0.5, tonumber(ARGV[6]))
-  if tat - tau > now then return {2, int(tat - tau - now)} end
-  tat = math.max(tat, now) + interval
+  local tolerance = math.min(interval / 2, tonumber(ARGV[6]))
+  slot = math.max(tat, now - tolerance)
+  if slot - now > tolerance then return {2, int(slot - now - tolerance)} end
+  tat = slot + interval
 end
 local last = tonumber(pace[5]) or 0
 if rate and now - last >= second then
@@ -256,7 +265,7 @@ redis.call('HINCRBY', STATS, 'a:dialing', 1)
 redis.call('HINCRBY', STATS, 'dials', 1)
 redis.call('HSETNX', STATS, 'first_at', ARGV[5])
 redis.call('HSET', STATS, 'last_at', ARGV[5])
-return {1, num(rate), pace[10] or '0'}
+return {1, num(rate), pace[10] or '0', int(math.max(slot - now, 0))}
 """
 )
 
@@ -771,6 +780,7 @@ class _Held:
     key: str
     entry: str
     done: bool = False
+    unsent: int = 0  # journal writes queued for it, not in Redis yet
 
 
 @dataclass(slots=True)
@@ -866,6 +876,7 @@ class _RedisJournal:
         final = state in ("done", "waiting")
         if final:
             held.done = True
+        held.unsent += 1
         self._queue.append(_Finish(target_id, args, final))
         self._queued.set()
 
@@ -903,6 +914,9 @@ class _RedisJournal:
                 self.writes += len(group)
                 self.commits += 1
                 for item in group:
+                    held = worker.held(item.handle)
+                    if held is not None:
+                        held.unsent -= 1
                     if item.final:
                         worker.drop(item.handle)
 
@@ -995,7 +1009,7 @@ class _RedisWorker:
                 backoff = min(backoff * 2, cap)
                 continue
             except ResponseError as exc:
-                if str(exc).startswith("SWCLOST"):
+                if "SWCLOST" in str(exc):
                     raise StateLostError(
                         f"redis: campaign {self.backend.name!r} is gone from "
                         f"{self.backend.url} (was Redis restarted without its data?); "
@@ -1128,14 +1142,16 @@ class _RedisWorker:
             target = self._decode_target(raw)
             self._claimed.append(Claim(handle, key, target, int(out[i + 3]), int(out[i + 4])))
 
-    async def claim(self) -> Claim | bool:
-        """The next target for this worker; ``False``: none right now; ``True``: the
-        campaign is complete (every target has an outcome)."""
+    async def claim(self, free: int = 1) -> Claim | bool:
+        """The next target for this worker (reading up to ``free`` at once: the calls it
+        could start now); ``False``: none right now; ``True``: the campaign is complete
+        (every target has an outcome)."""
         if self._claimed:
             return self._claimed.popleft()
+        count = str(max(1, min(free, _PREFETCH)))
         out = await self.do(
             lambda: self.scripts["claim"](
-                keys=self.backend.keys, args=[self.id, "1", repr(time.time())]
+                keys=self.backend.keys, args=[self.id, count, repr(time.time())]
             )
         )
         self._hold(out, 1)
@@ -1144,13 +1160,14 @@ class _RedisWorker:
         return bool(int(out[0])) and self.seeded
 
     async def begin(self, handle: int, n: int) -> bool:
-        """Take a shared pacing token and mark attempt ``n`` ``dialing`` (one step in
-        Redis); waits for the token. ``False``: the target is no longer this worker's
+        """Reserve a slot of the shared schedule and mark attempt ``n`` ``dialing`` (one
+        step in Redis), then wait for the slot. ``False``: the target is no longer this worker's
         (taken over while Redis could not be reached): do not dial it."""
         held = self._handles.get(handle)
         if held is None:
             return False
-        await self.journal.flush()  # an earlier attempt's outcome goes first
+        if held.unsent:
+            await self.journal.flush()  # its earlier attempt's outcome goes first
         args = [self.id, held.key, held.entry, str(n), "", str(round(TOLERANCE * 1e6))]
         while True:
             args[4] = repr(time.time())
@@ -1159,6 +1176,9 @@ class _RedisWorker:
             if code == 1:
                 self.pacer.rate = _float(_text(reply[1]))
                 self.pacer.throttles = int(reply[2])
+                slot = int(reply[3]) / 1e6
+                if slot > 0:
+                    await anyio.sleep(slot)
                 return True
             if code == 0:
                 logger.warning(

@@ -982,7 +982,7 @@ class Campaign:
                             break
                         if redis is not None:
                             # distributed: the next target from Redis, or nothing yet
-                            claim = await redis.claim()
+                            claim = await redis.claim(1 + int(limiter.available_tokens))
                             if isinstance(claim, Claim):
                                 job = self._from_claim(claim)
                                 continue
