@@ -1117,7 +1117,8 @@ class _RedisWorker:
                     await anyio.lowlevel.checkpoint()
         if chunk:
             added += await send(chunk)
-        await self.do(lambda: self.client.hset(self.backend.prefix + "meta", "seeded", "1"))
+        if seen:  # a worker joining without targets waits for one that loads them
+            await self.do(lambda: self.client.hset(self.backend.prefix + "meta", "seeded", "1"))
         self.seeded = True
         return added, duplicates
 
