@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-    from .campaign import CampaignReport, Target
+    from .campaign import CampaignReport, CampaignStats, Target
 
 __all__ = ["RedisBackend"]
 
@@ -492,6 +492,10 @@ class StateLostError(OSError):
     stop rather than dial anything a second time."""
 
 
+class NoCampaignError(OSError):
+    """No campaign of that name in Redis."""
+
+
 @dataclass(slots=True, frozen=True)
 class Claim:
     """A target this worker now holds: dial it (``attempts``, ``tries`` so far)."""
@@ -604,6 +608,7 @@ class RedisBackend:
         self.claim_idle = float(claim_idle)
         self.connect_timeout = float(connect_timeout)
         self.prefix = f"swc:{{{name}}}:"
+        self._scale = 1.0
 
     @property
     def url(self) -> str:
@@ -649,11 +654,49 @@ class RedisBackend:
             pipe.hgetall(self.prefix + "stats")
             pipe.hmget(self.prefix + "pace", ["rate", "throttles"])
             pipe.hget(self.prefix + "meta", "seeded")
-            pipe.exists(self.prefix + "meta")
-            stats, pace, seeded, exists = await pipe.execute()
-        if not exists:
-            raise OSError(f"redis: no campaign {self.name!r} at {self.url}")
+            pipe.hget(self.prefix + "meta", "scale")
+            stats, pace, seeded, scale = await pipe.execute()
+        if scale is None:
+            raise NoCampaignError(f"redis: no campaign {self.name!r} at {self.url}")
+        self._scale = float(scale)
         return stats, pace, seeded
+
+    async def stats(self) -> CampaignStats:
+        """The whole campaign's progress, from any process (rates: averages since its
+        first dial, in campaign seconds)."""
+        from .campaign import CampaignStats
+
+        client = await self._connect()
+        try:
+            stats, pace, seeded = await self._counters(client)
+        finally:
+            await client.aclose()
+        snap = _snapshot(stats, pace, seeded, 0.0, 0.0)
+        elapsed = 0.0
+        if snap.first_at is not None:
+            complete = snap.total is not None and snap.done >= snap.total
+            end = (snap.last_at or snap.first_at) if complete else time.time()
+            elapsed = max(end - snap.first_at, 0.0) / self._scale
+        eta = None
+        if snap.total is not None and snap.done and elapsed > 0:
+            eta = max(snap.total - snap.done, 0) / (snap.done / elapsed)
+        return CampaignStats(
+            outcomes=snap.outcomes,
+            done=snap.done,
+            total=snap.total,
+            live=snap.live,
+            waiting=snap.waiting,
+            dials=snap.dials,
+            refused=snap.refused,
+            throttles=snap.throttles,
+            skipped=0,
+            duplicates=0,
+            cps=snap.dials / elapsed if elapsed > 0 else 0.0,
+            cps_limit=snap.rate,
+            elapsed=elapsed,
+            eta=eta,
+            stopping=False,
+        )
 
     async def report(self) -> CampaignReport:
         """The whole campaign's report (any process, also while it runs)."""
@@ -995,6 +1038,8 @@ class _RedisWorker:
             try:
                 result = await op()
             except (RedisConnectionError, RedisTimeoutError, NoScriptError, OSError) as exc:
+                if isinstance(exc, NoCampaignError):
+                    raise self._lost() from None
                 if isinstance(exc, StateLostError):
                     raise
                 self._went_down(exc)
@@ -1010,15 +1055,18 @@ class _RedisWorker:
                 continue
             except ResponseError as exc:
                 if "SWCLOST" in str(exc):
-                    raise StateLostError(
-                        f"redis: campaign {self.backend.name!r} is gone from "
-                        f"{self.backend.url} (was Redis restarted without its data?); "
-                        "this worker stops: nothing is dialled a second time"
-                    ) from None
+                    raise self._lost() from None
                 raise
             if self._outage is not None:
                 self._came_back()
             return result
+
+    def _lost(self) -> StateLostError:
+        return StateLostError(
+            f"redis: campaign {self.backend.name!r} is gone from {self.backend.url} (was "
+            "Redis restarted without its data?); this worker stops: nothing is dialled "
+            "a second time"
+        )
 
     def _went_down(self, exc: BaseException) -> None:
         if self._outage is None:

@@ -167,6 +167,14 @@ def add_campaign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     report.add_argument("journal", metavar="JOURNAL", nargs="?", help="a journal file")
     _redis_arguments(report.add_argument_group("distributed campaign (instead of JOURNAL)"))
+    report.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --redis: show the campaign's progress (all workers) until every "
+        "target has an outcome, then the summary",
+    )
+    report.add_argument("--progress", choices=["auto", "rich", "log"], default="auto")
+    report.add_argument("--progress-interval", type=float, default=10.0)
     fmt = report.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="summary and targets as JSON")
     fmt.add_argument("--csv", action="store_true", help="one CSV row per target")
@@ -197,6 +205,35 @@ def _backend(args: argparse.Namespace) -> Any:
         return RedisBackend(args.redis, args.name, claim_idle=getattr(args, "claim_idle", 30.0))
     except (ConfigurationError, ValidationError) as exc:
         raise _UsageError(str(exc)) from None
+
+
+async def _follow(backend: Any, args: argparse.Namespace) -> None:
+    """The progress view of a distributed campaign from this process, until every target
+    has an outcome."""
+    import anyio
+
+    from ._progress import make_reporter
+
+    latest = await backend.stats()
+    log = logging.getLogger("signalwire_calls.campaign")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        reporter = make_reporter(args.progress, lambda: latest, args.progress_interval)
+        assert reporter is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reporter.run)
+            while latest.total is None or latest.done < latest.total:
+                await anyio.sleep(min(args.progress_interval, 1.0))
+                latest = await backend.stats()
+            tg.cancel_scope.cancel()
+        reporter.finish()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 class _UsageError(Exception):
@@ -466,8 +503,13 @@ async def _report(args: argparse.Namespace) -> int:
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.follow and backend is None:
+        print("error: --follow: needs --redis URL --name NAME", file=sys.stderr)
+        return 2
     if backend is not None:
         try:
+            if args.follow:
+                await _follow(backend, args)
             if args.json or args.csv:
                 await backend.export(sys.stdout, format="json" if args.json else "csv")
             else:

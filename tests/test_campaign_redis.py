@@ -489,6 +489,10 @@ async def test_report_and_export_of_the_whole_campaign(redis_server: RedisServer
     assert report.targets == 30
     assert report.outcomes == {"completed": 29, "busy": 1}
     assert report.journal == f"{redis_server.url}#export"
+    stats = await backend.stats()
+    assert (stats.done, stats.total, stats.dials, stats.live) == (30, 30, 30, 0)
+    assert stats.outcomes == {"completed": 29, "busy": 1}
+    assert stats.elapsed > 0
     out = io.StringIO()
     assert await backend.export(out, format="json") == 30
     data = json.loads(out.getvalue())

@@ -62,6 +62,15 @@ async def test_sigkill_a_worker_its_targets_are_taken_over_none_dialled_twice(
             await start_cli(sim, tmp_path, *common),
         ]
         victim = procs[1]
+        # the progress of the whole campaign, from a process that is no worker
+        follower = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "signalwire_calls", "campaign", "report", "--follow",
+            "--progress", "log", "--progress-interval", "0.2",
+            "--redis", redis_server.url, "--name", name,
+            cwd=tmp_path, env=sim_env(sim), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(follower)
         try:
             with anyio.fail_after(T):
                 while await _done(client, name) < N // 4:
@@ -94,6 +103,8 @@ async def test_sigkill_a_worker_its_targets_are_taken_over_none_dialled_twice(
                     assert proc.returncode == 0, err.decode()
                     results.append(json.loads(out.decode().strip().splitlines()[-1]))
                     logs.append(err.decode())
+                followed, progress = await follower.communicate()
+            assert follower.returncode == 0, progress.decode()
         finally:
             for proc in procs:
                 if proc.returncode is None:
@@ -123,6 +134,13 @@ async def test_sigkill_a_worker_its_targets_are_taken_over_none_dialled_twice(
     assert sum(s["dials"] for s in results) < N
     # whoever took over said so (one line each, not one per target)
     assert sum(log.count("mid-dial on a worker that stopped answering") for log in logs) >= 1
+
+    # the follower saw it go, then printed the summary and ended by itself
+    lines = progress.decode().splitlines()
+    assert any(f"/{N} done" in line and "campaign: " in line for line in lines)
+    assert f"campaign finished: {N}/{N} done" in progress.decode()
+    assert "unknown" in followed.decode()
+    assert "total" in followed.decode()
 
     # the report, from another process
     proc = await asyncio.create_subprocess_exec(
