@@ -49,13 +49,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
-from ._journal import Batch
 from ._pacing import DEFAULT_PAUSE, LAG, MIN_RATE, Pacer
 from .errors import ConfigurationError, ValidationError
 
@@ -63,9 +63,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-    from .campaign import CampaignReport, CampaignStats, Target
-
-__all__ = ["RedisBackend"]
+__all__ = ["Claim", "RedisPlace", "RedisWorker", "Snapshot", "Written", "start_worker"]
 
 logger = logging.getLogger("signalwire_calls.campaign")
 
@@ -502,7 +500,7 @@ class Claim:
 
     handle: int
     key: str
-    target: Target
+    target: Any  # campaign.Target
     attempts: int
     tries: int
 
@@ -560,235 +558,186 @@ def _snapshot(
     )
 
 
-# ---------------------------------------------------------------------------- public
+# ---------------------------------------------------------------------------- place
 
 
-class RedisBackend:
-    """Where a distributed campaign keeps its targets, journal and pacing: campaign
-    ``name`` on the Redis server at ``url``. Give one to each worker's ``Campaign``
-    (``backend=``); every worker may load the same targets (each is added once).
+@dataclass(frozen=True)
+class RedisPlace:
+    """Where a distributed campaign lives: campaign ``name`` on the Redis at ``url``,
+    with its take-over delay (``claim_idle``) and connect timeout, all checked."""
 
-    ``claim_idle``: seconds after which the targets of a worker that stopped answering
-    (killed, cut off) are taken over by another; a live worker renews its own four
-    times as often. ``connect_timeout``: seconds to reach Redis at the start.
-    ``give_up_after`` (the campaign's) bounds how long a worker waits for a lost Redis.
+    secret_url: str
+    name: str
+    claim_idle: float
+    connect_timeout: float
 
-        backend = RedisBackend("redis://redis.internal:6379/0", "reminders")
-        await Campaign(session, "targets.csv", remind, backend=backend, cps=10, ...).run()
-        print((await backend.report()).outcomes)   # from any process, also while it runs
-
-    Needs the ``redis`` extra: ``pip install 'signalwire_calls[redis]'``.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        name: str,
-        *,
-        claim_idle: float = 30.0,
-        connect_timeout: float = 5.0,
-    ) -> None:
+    def __post_init__(self) -> None:
+        url = self.secret_url
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
                 f"redis: expected a redis://, rediss:// or unix:// URL, got {redact(str(url))!r}"
             )
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ValidationError(
                 "name",
-                f"a campaign name is 1-100 letters, digits, '_', '.', ':' or '-', got {name!r}",
+                "a campaign name is 1-100 letters, digits, '_', '.', ':' or '-', "
+                f"got {self.name!r}",
             )
-        for field_name, value in (("claim_idle", claim_idle), ("connect_timeout", connect_timeout)):
+        for field_name, value in (
+            ("claim_idle", self.claim_idle),
+            ("connect_timeout", self.connect_timeout),
+        ):
             if not (value > 0 and math.isfinite(value)):
                 raise ConfigurationError(
                     f"{field_name}: must be a finite number > 0, got {value!r}"
                 )
-        _require_redis()
-        self._url = url
-        self.name = name
-        self.claim_idle = float(claim_idle)
-        self.connect_timeout = float(connect_timeout)
-        self.prefix = f"swc:{{{name}}}:"
-        self._scale = 1.0
+        require_redis()
+
+    def __repr__(self) -> str:
+        return f"RedisPlace({self.url!r}, {self.name!r})"
 
     @property
     def url(self) -> str:
         """The Redis URL, its password hidden."""
-        return redact(self._url)
+        return redact(self.secret_url)
 
-    def __repr__(self) -> str:
-        return f"<RedisBackend {self.url} campaign={self.name!r}>"
+    @property
+    def prefix(self) -> str:
+        return f"swc:{{{self.name}}}:"
 
     @property
     def keys(self) -> list[str]:
         """The campaign's keys, in the order the scripts take them."""
         return [self.prefix + k for k in _KEY_NAMES]
 
-    async def _connect(self) -> Redis:
-        """A client with a working connection, or an ``OSError`` naming the URL."""
-        from redis.asyncio import Redis
-        from redis.backoff import NoBackoff
-        from redis.exceptions import RedisError
-        from redis.retry import Retry
-
-        try:
-            client = Redis.from_url(
-                self._url,
-                decode_responses=True,
-                socket_connect_timeout=self.connect_timeout,
-                socket_timeout=max(self.connect_timeout, 5.0),
-                retry=Retry(NoBackoff(), 0),
-            )
-        except (ValueError, RedisError) as exc:
-            raise ConfigurationError(f"redis: bad URL {self.url}: {exc}") from None
-        try:
-            with anyio.fail_after(self.connect_timeout + 1):
-                await client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            await client.aclose()
-            detail = str(exc).replace(self._url, self.url) or type(exc).__name__
-            raise OSError(f"redis: cannot reach {self.url}: {detail}") from None
-        return client
-
-    async def _counters(self, client: Redis) -> tuple[dict[str, str], list[Any], Any]:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.prefix + "stats")
-            pipe.hmget(self.prefix + "pace", ["rate", "throttles"])
-            pipe.hget(self.prefix + "meta", "seeded")
-            pipe.hget(self.prefix + "meta", "scale")
-            stats, pace, seeded, scale = await pipe.execute()
-        if scale is None:
-            raise NoCampaignError(f"redis: no campaign {self.name!r} at {self.url}")
-        self._scale = float(scale)
-        return stats, pace, seeded
-
-    async def stats(self) -> CampaignStats:
-        """The whole campaign's progress, from any process (rates: averages since its
-        first dial, in campaign seconds)."""
-        from .campaign import CampaignStats
-
-        client = await self._connect()
-        try:
-            stats, pace, seeded = await self._counters(client)
-        finally:
-            await client.aclose()
-        snap = _snapshot(stats, pace, seeded, 0.0, 0.0)
-        elapsed = 0.0
-        if snap.first_at is not None:
-            complete = snap.total is not None and snap.done >= snap.total
-            end = (snap.last_at or snap.first_at) if complete else time.time()
-            elapsed = max(end - snap.first_at, 0.0) / self._scale
-        eta = None
-        if snap.total is not None and snap.done and elapsed > 0:
-            eta = max(snap.total - snap.done, 0) / (snap.done / elapsed)
-        return CampaignStats(
-            outcomes=snap.outcomes,
-            done=snap.done,
-            total=snap.total,
-            live=snap.live,
-            waiting=snap.waiting,
-            dials=snap.dials,
-            refused=snap.refused,
-            throttles=snap.throttles,
-            skipped=0,
-            duplicates=0,
-            cps=snap.dials / elapsed if elapsed > 0 else 0.0,
-            cps_limit=snap.rate,
-            elapsed=elapsed,
-            eta=eta,
-            stopping=False,
-        )
-
-    async def report(self) -> CampaignReport:
-        """The whole campaign's report (any process, also while it runs)."""
-        from .campaign import CampaignReport
-
-        client = await self._connect()
-        try:
-            stats, pace, seeded = await self._counters(client)
-        finally:
-            await client.aclose()
-        snap = _snapshot(stats, pace, seeded, 0.0, 0.0)
-        return CampaignReport(
-            journal=f"{self.url}#{self.name}",
-            targets=snap.targets,
-            outcomes=snap.counts,
-            attempts=snap.attempts,
-            first_attempt_at=snap.first_at,
-            last_update_at=snap.last_at,
-        )
-
-    async def export(self, out: IO[str], *, format: Literal["csv", "json"] = "csv") -> int:
-        """Write one row per target to ``out`` as ``export_report`` does for a journal
-        file; returns the number of targets written."""
-        from .campaign import write_export
-
-        if format not in ("csv", "json"):
-            raise ValueError(f"format: must be 'csv' or 'json', got {format!r}")
-        client = await self._connect()
-        try:
-            await self._counters(client)  # the campaign exists
-            targets: dict[Any, Any] = await client.hgetall(self.prefix + "target")
-            states: dict[Any, Any] = await client.hgetall(self.prefix + "state")
-        finally:
-            await client.aclose()
-        report = await self.report()
-        rows = []
-        for key, raw in states.items():
-            t = msgspec.json.decode(raw)
-            target = msgspec.json.decode(targets.get(key, "{}"))
-            rows.append(
-                (
-                    int(t.get("q") or 0),
-                    {
-                        "key": key,
-                        "number": target.get("number", ""),
-                        "state": t.get("st", "pending"),
-                        "outcome": t.get("o"),
-                        "attempts": int(t.get("at") or 0),
-                        "result": t.get("res"),
-                        "error": t.get("err"),
-                        "end_reason": t.get("er"),
-                        "amd": t.get("amd"),
-                        "call_id": t.get("ca"),
-                        "updated_at": float(t.get("u") or 0.0),
-                        "data": msgspec.json.encode(target.get("data") or {}).decode(),
-                    },
-                )
-            )
-        rows.sort(key=lambda r: r[0])
-        return write_export([r for _, r in rows], report, out, format)
-
-    async def delete(self) -> int:
-        """Remove the campaign from Redis (every key of it); returns how many keys."""
-        client = await self._connect()
-        try:
-            return int(await client.delete(*self.keys))
-        finally:
-            await client.aclose()
-
-    # -- for Campaign ----------------------------------------------------------------
-
-    async def _start(
-        self, *, cps: float | None, time_scale: float, give_up_after: float
-    ) -> _RedisWorker:
-        """Join (or create) the campaign as a new worker."""
-        client = await self._connect()
-        try:
-            worker = _RedisWorker(self, client, cps, time_scale, give_up_after)
-            await worker.init()
-        except BaseException:
-            await client.aclose()
-            raise
-        return worker
+    def hide(self, text: str) -> str:
+        """``text`` with the URL's password hidden."""
+        return text.replace(self.secret_url, self.url)
 
 
-def _require_redis() -> None:
+def require_redis() -> None:
+    """Raise a ``ConfigurationError`` naming the extra when redis-py is missing."""
     try:
         import redis.asyncio  # noqa: F401
     except ImportError:
         raise ConfigurationError(
             "redis: a distributed campaign needs redis-py: pip install 'signalwire_calls[redis]'"
         ) from None
+
+
+async def connect(place: RedisPlace) -> Redis:
+    """A client with a working connection, or an ``OSError`` naming the URL (never its
+    password)."""
+    from redis.asyncio import Redis
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+    from redis.retry import Retry
+
+    try:
+        client = Redis.from_url(
+            place.secret_url,
+            decode_responses=True,
+            socket_connect_timeout=place.connect_timeout,
+            socket_timeout=max(place.connect_timeout, 5.0),
+            retry=Retry(NoBackoff(), 0),
+        )
+    except (ValueError, RedisError) as exc:
+        raise ConfigurationError(f"redis: bad URL {place.url}: {place.hide(str(exc))}") from None
+    try:
+        with anyio.fail_after(place.connect_timeout + 1):
+            await client.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        await client.aclose()
+        detail = place.hide(str(exc)) or type(exc).__name__
+        raise OSError(f"redis: cannot reach {place.url}: {detail}") from None
+    return client
+
+
+async def read_counters(client: Redis, place: RedisPlace) -> tuple[dict[str, str], Any]:
+    """The campaign's counters and its time scale, in one round trip."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(place.prefix + "stats")
+        pipe.hmget(place.prefix + "pace", ["rate", "throttles"])
+        pipe.hmget(place.prefix + "meta", ["seeded", "scale"])
+        stats, pace, meta = await pipe.execute()
+    if meta[1] is None:
+        raise NoCampaignError(f"redis: no campaign {place.name!r} at {place.url}")
+    return stats, (pace, meta[0], float(meta[1]))
+
+
+async def read_snapshot(place: RedisPlace) -> tuple[Snapshot, float]:
+    """The campaign's counters (from any process) and its time scale."""
+    client = await connect(place)
+    try:
+        stats, (pace, seeded, scale) = await read_counters(client, place)
+    finally:
+        await client.aclose()
+    return _snapshot(stats, pace, seeded, 0.0, 0.0), scale
+
+
+async def read_rows(place: RedisPlace) -> list[dict[str, Any]]:
+    """One row per target, in the order they were loaded (the export's columns;
+    ``result`` and ``data`` as JSON text)."""
+    client = await connect(place)
+    try:
+        await read_counters(client, place)  # the campaign exists
+        targets: dict[Any, Any] = await client.hgetall(place.prefix + "target")
+        states: dict[Any, Any] = await client.hgetall(place.prefix + "state")
+    finally:
+        await client.aclose()
+    rows = []
+    for key, raw in states.items():
+        t = msgspec.json.decode(raw)
+        target = msgspec.json.decode(targets.get(key, "{}"))
+        rows.append(
+            (
+                int(t.get("q") or 0),
+                {
+                    "key": key,
+                    "number": target.get("number", ""),
+                    "state": t.get("st", "pending"),
+                    "outcome": t.get("o"),
+                    "attempts": int(t.get("at") or 0),
+                    "result": t.get("res"),
+                    "error": t.get("err"),
+                    "end_reason": t.get("er"),
+                    "amd": t.get("amd"),
+                    "call_id": t.get("ca"),
+                    "updated_at": float(t.get("u") or 0.0),
+                    "data": msgspec.json.encode(target.get("data") or {}).decode(),
+                },
+            )
+        )
+    rows.sort(key=lambda r: r[0])
+    return [row for _, row in rows]
+
+
+async def delete(place: RedisPlace) -> int:
+    """Remove every key of the campaign; returns how many there were."""
+    client = await connect(place)
+    try:
+        return int(await client.delete(*place.keys))
+    finally:
+        await client.aclose()
+
+
+async def start_worker(
+    place: RedisPlace,
+    decode_target: Callable[[bytes | str], Any],
+    *,
+    cps: float | None,
+    time_scale: float,
+    give_up_after: float,
+) -> RedisWorker:
+    """Join (or create) the campaign as a new worker."""
+    client = await connect(place)
+    try:
+        worker = RedisWorker(place, client, decode_target, cps, time_scale, give_up_after)
+        await worker.init()
+    except BaseException:
+        await client.aclose()
+        raise
+    return worker
 
 
 # ---------------------------------------------------------------------------- worker
@@ -798,7 +747,7 @@ class _SharedPacer(Pacer):
     """The campaign's pacer when the rate is shared in Redis: the token is taken by the
     worker's ``begin`` script; here only this worker's view of the pause and the rate."""
 
-    def __init__(self, worker: _RedisWorker, rate: float | None, time_scale: float) -> None:
+    def __init__(self, worker: RedisWorker, rate: float | None, time_scale: float) -> None:
         super().__init__(rate, lag=LAG / time_scale)
         self._worker = worker
 
@@ -816,6 +765,22 @@ class _SharedPacer(Pacer):
         if lowered and self.rate is not None:
             self.rate = max(MIN_RATE, self.rate * self.decrease)
         return lowered
+
+
+class Written:
+    """A write already done (what ``begin_attempt`` hands back: nothing to wait for)."""
+
+    __slots__ = ()
+
+    @property
+    def committed(self) -> bool:
+        return True
+
+    async def wait(self) -> None:
+        """Returns at once."""
+
+
+_WRITTEN = Written()
 
 
 @dataclass(slots=True)
@@ -845,31 +810,23 @@ class _RedisJournal:
 
     path: str | None
 
-    def __init__(self, worker: _RedisWorker) -> None:
+    def __init__(self, worker: RedisWorker) -> None:
         self._worker = worker
-        self.path = f"{worker.backend.url}#{worker.backend.name}"
+        self.path = f"{worker.place.url}#{worker.place.name}"
         self.error: BaseException | None = None
         self.writes = 0
         self.commits = 0
         self._queue: list[_Finish] = []
         self._lock = anyio.Lock()
         self._queued = anyio.Event()
-        self._done_batch: Batch | None = None
 
     def new_target(self, key: str, number: str, data: str, now: float) -> int:
         raise RuntimeError("a distributed campaign's targets come from Redis")
 
-    def begin_attempt(self, target_id: int, n: int, now: float, *, resumed: bool) -> Batch:
+    def begin_attempt(self, target_id: int, n: int, now: float, *, resumed: bool) -> Written:
         """Nothing to write yet: the worker's ``begin`` marks the attempt ``dialing``
         when it takes the pacing token, right before the dial."""
-        batch = self._done_batch
-        if batch is None:
-            import asyncio
-
-            batch = Batch(asyncio.get_running_loop())
-            batch._settle(None)
-            self._done_batch = batch
-        return batch
+        return _WRITTEN
 
     def finish(
         self,
@@ -943,7 +900,7 @@ class _RedisJournal:
                     async with worker.client.pipeline(transaction=False) as pipe:
                         for item in group:
                             await worker.scripts["finish"](
-                                keys=worker.backend.keys, args=item.args, client=pipe
+                                keys=worker.place.keys, args=item.args, client=pipe
                             )
                         return await pipe.execute()
 
@@ -964,21 +921,20 @@ class _RedisJournal:
                         worker.drop(item.handle)
 
 
-class _RedisWorker:
+class RedisWorker:
     """One worker of a distributed campaign: its consumer in the group, the targets it
     holds, its journal writes and its view of the shared pacing."""
 
     def __init__(
         self,
-        backend: RedisBackend,
+        place: RedisPlace,
         client: Redis,
+        decode_target: Callable[[bytes | str], Any],
         cps: float | None,
         time_scale: float,
         give_up_after: float,
     ) -> None:
-        from .campaign import Target
-
-        self.backend = backend
+        self.place = place
         self.client = client
         self.cps = cps
         self.scale = time_scale
@@ -1000,7 +956,7 @@ class _RedisWorker:
         }
         self.journal = _RedisJournal(self)
         self.pacer = _SharedPacer(self, cps, time_scale)
-        self._decode_target = msgspec.json.Decoder(Target).decode
+        self._decode_target = decode_target
         self._encode = msgspec.json.Encoder().encode
         self._handles: dict[int, _Held] = {}
         self._by_entry: dict[str, int] = {}
@@ -1033,7 +989,7 @@ class _RedisWorker:
         )
 
         backoff = 0.01
-        cap = min(0.25, self.backend.claim_idle / 20)
+        cap = min(0.25, self.place.claim_idle / 20)
         while True:
             try:
                 result = await op()
@@ -1047,7 +1003,7 @@ class _RedisWorker:
                 assert outage is not None
                 if time.monotonic() - outage.since > self.give_up_after:
                     raise OSError(
-                        f"redis: {self.backend.url} unreachable for "
+                        f"redis: {self.place.url} unreachable for "
                         f"{self.give_up_after:g} s: {outage.error}"
                     ) from None
                 await anyio.sleep(backoff)
@@ -1063,7 +1019,7 @@ class _RedisWorker:
 
     def _lost(self) -> StateLostError:
         return StateLostError(
-            f"redis: campaign {self.backend.name!r} is gone from {self.backend.url} (was "
+            f"redis: campaign {self.place.name!r} is gone from {self.place.url} (was "
             "Redis restarted without its data?); this worker stops: nothing is dialled "
             "a second time"
         )
@@ -1076,8 +1032,8 @@ class _RedisWorker:
             outage.logged = True
             logger.warning(
                 "redis: %s unreachable (%s): dialing paused until it is back",
-                self.backend.url,
-                outage.error.replace(self.backend._url, self.backend.url),
+                self.place.url,
+                self.place.hide(outage.error),
             )
 
     def _came_back(self) -> None:
@@ -1086,7 +1042,7 @@ class _RedisWorker:
         if outage is not None and outage.logged:
             logger.warning(
                 "redis: %s is back after %.1f s: dialing resumes",
-                self.backend.url,
+                self.place.url,
                 time.monotonic() - outage.since,
             )
 
@@ -1095,12 +1051,12 @@ class _RedisWorker:
     async def init(self) -> None:
         cps = "" if self.cps is None else repr(float(self.cps))
         created, their_cps, their_scale, version = await self.scripts["init"](
-            keys=self.backend.keys, args=[cps, repr(float(self.scale)), repr(time.time()), VERSION]
+            keys=self.place.keys, args=[cps, repr(float(self.scale)), repr(time.time()), VERSION]
         )
-        name = self.backend.name
+        name = self.place.name
         if _text(version) != VERSION:
             raise OSError(
-                f"redis: campaign {name!r} at {self.backend.url} has layout version "
+                f"redis: campaign {name!r} at {self.place.url} has layout version "
                 f"{_text(version)!r}; this version reads {VERSION}"
             )
         theirs = _float(_text(their_cps))
@@ -1119,11 +1075,11 @@ class _RedisWorker:
             self.id,
             "created" if int(created) else "joined",
             name,
-            self.backend.url,
+            self.place.url,
         )
 
     async def seed(
-        self, targets: Iterable[Target] | AsyncIterable[Target], check: Callable[[Any], Target]
+        self, targets: Iterable[Any] | AsyncIterable[Any], check: Callable[[Any], Any]
     ) -> tuple[int, int]:
         """Add this worker's targets (those already known are left alone); returns
         (added, listed twice in this worker's list)."""
@@ -1134,9 +1090,7 @@ class _RedisWorker:
 
         async def send(chunk: list[str]) -> int:
             args = [self.id, repr(time.time()), *chunk]
-            return int(
-                await self.do(lambda: self.scripts["seed"](keys=self.backend.keys, args=args))
-            )
+            return int(await self.do(lambda: self.scripts["seed"](keys=self.place.keys, args=args)))
 
         def take(target: Any) -> None:
             nonlocal duplicates
@@ -1166,7 +1120,7 @@ class _RedisWorker:
         if chunk:
             added += await send(chunk)
         if seen:  # a worker joining without targets waits for one that loads them
-            await self.do(lambda: self.client.hset(self.backend.prefix + "meta", "seeded", "1"))
+            await self.do(lambda: self.client.hset(self.place.prefix + "meta", "seeded", "1"))
         self.seeded = True
         return added, duplicates
 
@@ -1200,7 +1154,7 @@ class _RedisWorker:
         count = str(max(1, min(free, _PREFETCH)))
         out = await self.do(
             lambda: self.scripts["claim"](
-                keys=self.backend.keys, args=[self.id, count, repr(time.time())]
+                keys=self.place.keys, args=[self.id, count, repr(time.time())]
             )
         )
         self._hold(out, 1)
@@ -1220,7 +1174,7 @@ class _RedisWorker:
         args = [self.id, held.key, held.entry, str(n), "", str(round(TOLERANCE * 1e6))]
         while True:
             args[4] = repr(time.time())
-            reply = await self.do(lambda: self.scripts["begin"](keys=self.backend.keys, args=args))
+            reply = await self.do(lambda: self.scripts["begin"](keys=self.place.keys, args=args))
             code = int(reply[0])
             if code == 1:
                 self.pacer.rate = _float(_text(reply[1]))
@@ -1253,7 +1207,7 @@ class _RedisWorker:
             args = [self.id, pause_us, repr(self.pacer.decrease), repr(MIN_RATE)]
             reply = await self.do(
                 lambda args=args: self.scripts["throttle"](  # type: ignore[misc]
-                    keys=self.backend.keys, args=args
+                    keys=self.place.keys, args=args
                 )
             )
             self.pacer.rate = _float(_text(reply[1]))
@@ -1264,7 +1218,7 @@ class _RedisWorker:
     async def maintain(self) -> None:
         """Renew this worker's entries, take over those of workers gone quiet, read the
         campaign's counters: for as long as the campaign runs."""
-        idle = self.backend.claim_idle
+        idle = self.place.claim_idle
         beat = idle / 4
         last_beat = last_reclaim = time.monotonic()
         async with anyio.create_task_group() as tg:
@@ -1290,7 +1244,7 @@ class _RedisWorker:
             return 0
         return int(
             await self.do(
-                lambda: self.scripts["heartbeat"](keys=self.backend.keys, args=[self.id, *entries])
+                lambda: self.scripts["heartbeat"](keys=self.place.keys, args=[self.id, *entries])
             )
         )
 
@@ -1299,11 +1253,11 @@ class _RedisWorker:
         how many of them were mid-dial (now ``unknown``)."""
         cursor = "0-0"
         unknowns = 0
-        min_idle = str(round(self.backend.claim_idle * 1000))
+        min_idle = str(round(self.place.claim_idle * 1000))
         for _ in range(1000):
             args = [self.id, min_idle, cursor, "100", repr(time.time())]
             out = await self.do(
-                lambda args=args: self.scripts["reclaim"](keys=self.backend.keys, args=args)  # type: ignore[misc]
+                lambda args=args: self.scripts["reclaim"](keys=self.place.keys, args=args)  # type: ignore[misc]
             )
             cursor = _text(out[0])
             unknowns += int(out[1])
@@ -1325,7 +1279,7 @@ class _RedisWorker:
 
     async def refresh(self) -> Snapshot:
         """Read the campaign's counters (the progress view of the whole campaign)."""
-        stats, pace, seeded = await self.do(lambda: self.backend._counters(self.client))
+        stats, (pace, seeded, _) = await self.do(lambda: read_counters(self.client, self.place))
         now = time.monotonic()
         dials = int(stats.get("dials") or 0)
         done = int(stats.get("s:done") or 0)
@@ -1352,7 +1306,7 @@ class _RedisWorker:
                 await self.journal.flush()
                 released, unknowns = await self.do(
                     lambda: self.scripts["release"](
-                        keys=self.backend.keys, args=[self.id, "", "", "", repr(time.time())]
+                        keys=self.place.keys, args=[self.id, "", "", "", repr(time.time())]
                     )
                 )
                 if int(released):

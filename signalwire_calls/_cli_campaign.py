@@ -212,9 +212,22 @@ async def _follow(backend: Any, args: argparse.Namespace) -> None:
     has an outcome."""
     import anyio
 
+    from ._campaign_redis import NoCampaignError
     from ._progress import make_reporter
 
-    latest = await backend.stats()
+    said = False
+    while True:
+        try:
+            latest = await backend.stats()
+            break
+        except NoCampaignError:  # its workers may start after this view
+            if not said:
+                said = True
+                print(
+                    f"waiting for campaign {backend.name!r} at {backend.url} to start",
+                    file=sys.stderr,
+                )
+            await anyio.sleep(0.2)
     log = logging.getLogger("signalwire_calls.campaign")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))

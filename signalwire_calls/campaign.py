@@ -58,9 +58,9 @@ import anyio.abc
 import anyio.lowlevel
 import msgspec
 
-from . import _progress
-from ._campaign_redis import Claim, RedisBackend, _RedisWorker
-from ._journal import Batch, Journal, TargetState
+from . import _campaign_redis, _progress
+from ._campaign_redis import Claim, RedisPlace, RedisWorker
+from ._journal import Journal, TargetState
 from ._pacing import LAG, Pacer
 from .call import Call
 from .commands import Header, MachineDetector, machine_detector
@@ -485,6 +485,12 @@ class _Result:
     fatal: BaseException | None = None
 
 
+class _Commit(Protocol):
+    """A journal write the dial may wait for (SQLite's batch; nothing in Redis)."""
+
+    async def wait(self) -> None: ...
+
+
 class _Writes(Protocol):
     """What the campaign writes to its journal (SQLite, or Redis when distributed)."""
 
@@ -495,7 +501,7 @@ class _Writes(Protocol):
 
     def new_target(self, key: str, number: str, data: str, now: float) -> int: ...
 
-    def begin_attempt(self, target_id: int, n: int, now: float, *, resumed: bool) -> Batch: ...
+    def begin_attempt(self, target_id: int, n: int, now: float, *, resumed: bool) -> _Commit: ...
 
     def finish(
         self,
@@ -523,7 +529,7 @@ class _Worker:
     """An idle attempt task: ``wake`` is set when ``job`` is given (``None``: no more)."""
 
     wake: anyio.Event = field(default_factory=anyio.Event)
-    job: tuple[_Job, Batch, object] | None = None
+    job: tuple[_Job, _Commit, object] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -537,6 +543,123 @@ class _Job:
     tries: int = 0  # attempt rows, refused ones included
     call: Call | None = None
     taken: anyio.Event | None = None  # set once the attempt took its pacing token
+
+
+class RedisBackend:
+    """Where a distributed campaign keeps its targets, journal and pacing: campaign
+    ``name`` on the Redis server at ``url``. Give one to each worker's ``Campaign``
+    (``backend=``); every worker may load the same targets (each is added once), and a
+    worker may also join with no targets.
+
+    ``claim_idle``: seconds after which the targets of a worker that stopped answering
+    (killed, cut off) are taken over by another; a live worker renews its own four
+    times as often. ``connect_timeout``: seconds to reach Redis at the start (an
+    ``OSError`` naming the URL, never its password, if it cannot be reached). The
+    campaign's ``give_up_after`` bounds how long a worker waits for a lost Redis.
+
+        backend = RedisBackend("redis://redis.internal:6379/0", "reminders")
+        await Campaign(session, "targets.csv", remind, backend=backend, cps=10, ...).run()
+        print((await backend.report()).outcomes)   # any process, also while it runs
+
+    Needs the ``redis`` extra: ``pip install 'signalwire_calls[redis]'``. Run Redis with
+    persistence (AOF, ``appendfsync always`` for the strictest guarantee): a Redis that
+    comes back without its data makes every worker stop rather than dial anything twice.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        claim_idle: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._place = RedisPlace(url, name, float(claim_idle), float(connect_timeout))
+
+    @property
+    def url(self) -> str:
+        """The Redis URL, its password hidden."""
+        return self._place.url
+
+    @property
+    def name(self) -> str:
+        return self._place.name
+
+    @property
+    def claim_idle(self) -> float:
+        return self._place.claim_idle
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.url} campaign={self.name!r}>"
+
+    async def report(self) -> CampaignReport:
+        """The whole campaign's report (from any process, also while it runs)."""
+        snap, _ = await _campaign_redis.read_snapshot(self._place)
+        return CampaignReport(
+            journal=f"{self.url}#{self.name}",
+            targets=snap.targets,
+            outcomes=dict(snap.counts),
+            attempts=dict(snap.attempts),
+            first_attempt_at=snap.first_at,
+            last_update_at=snap.last_at,
+        )
+
+    async def stats(self) -> CampaignStats:
+        """The whole campaign's progress, from any process (rates: averages since its
+        first dial, in campaign seconds)."""
+        snap, scale = await _campaign_redis.read_snapshot(self._place)
+        elapsed = 0.0
+        if snap.first_at is not None:
+            complete = snap.total is not None and snap.done >= snap.total
+            end = (snap.last_at or snap.first_at) if complete else time.time()
+            elapsed = max(end - snap.first_at, 0.0) / scale
+        eta = None
+        if snap.total is not None and snap.done and elapsed > 0:
+            eta = max(snap.total - snap.done, 0) / (snap.done / elapsed)
+        return CampaignStats(
+            outcomes=dict(snap.outcomes),
+            done=snap.done,
+            total=snap.total,
+            live=snap.live,
+            waiting=snap.waiting,
+            dials=snap.dials,
+            refused=snap.refused,
+            throttles=snap.throttles,
+            skipped=0,
+            duplicates=0,
+            cps=snap.dials / elapsed if elapsed > 0 else 0.0,
+            cps_limit=snap.rate,
+            elapsed=elapsed,
+            eta=eta,
+            stopping=False,
+        )
+
+    async def export(self, out: IO[str], *, format: Literal["csv", "json"] = "csv") -> int:
+        """Write one row per target to ``out``, as ``export_report`` does for a journal
+        file; returns the number of targets written."""
+        if format not in ("csv", "json"):
+            raise ValueError(f"format: must be 'csv' or 'json', got {format!r}")
+        rows = await _campaign_redis.read_rows(self._place)
+        return write_export(rows, await self.report(), out, format)
+
+    async def delete(self) -> int:
+        """Remove the campaign from Redis (every key of it); returns how many keys."""
+        return await _campaign_redis.delete(self._place)
+
+    async def _start(
+        self, *, cps: float | None, time_scale: float, give_up_after: float
+    ) -> RedisWorker:
+        """Join (or create) the campaign as a new worker."""
+        return await _campaign_redis.start_worker(
+            self._place,
+            _decode_target,
+            cps=cps,
+            time_scale=time_scale,
+            give_up_after=give_up_after,
+        )
+
+
+_decode_target = msgspec.json.Decoder(Target).decode
 
 
 class Campaign:
@@ -686,7 +809,7 @@ class Campaign:
         self._sqlite = Journal(journal)
         self._journal: _Writes = self._sqlite
         self._backend = backend
-        self._redis: _RedisWorker | None = None  # this worker, while run() runs
+        self._redis: RedisWorker | None = None  # this worker, while run() runs
         self._retry = dict(retry or {})
         self._detection = machine_detection
         self._redial_unknown = redial_unknown
@@ -776,7 +899,7 @@ class Campaign:
             stopping=self._stopping,
         )
 
-    def _shared_stats(self, redis: _RedisWorker, elapsed: float) -> CampaignStats:
+    def _shared_stats(self, redis: RedisWorker, elapsed: float) -> CampaignStats:
         """The whole distributed campaign's counters (as last read from Redis)."""
         snap = redis.snapshot
         assert snap is not None
@@ -973,7 +1096,7 @@ class Campaign:
                 except anyio.WouldBlock:
                     await limiter.acquire_on_behalf_of(borrower)
                 handed_over = False
-                batch: Batch | None = None
+                batch: _Commit | None = None
                 job: _Job | None = None
                 try:
                     while job is None:
@@ -1095,7 +1218,7 @@ class Campaign:
     # -- one attempt -----------------------------------------------------------------
 
     def _hand_over(
-        self, calls: anyio.abc.TaskGroup, job: _Job, batch: Batch, borrower: object
+        self, calls: anyio.abc.TaskGroup, job: _Job, batch: _Commit, borrower: object
     ) -> None:
         """Give the attempt to an idle worker of the task group, or start one (there are
         never more workers than live attempts: an attempt task is reused rather than a
@@ -1107,7 +1230,7 @@ class Campaign:
         else:
             calls.start_soon(self._worker, job, batch, borrower, name="campaign worker")
 
-    async def _worker(self, job: _Job, batch: Batch, borrower: object) -> None:
+    async def _worker(self, job: _Job, batch: _Commit, borrower: object) -> None:
         """Run attempts one after the other until the dispatcher has no more. (The
         attempt is inlined here: every coroutine frame between an await and the event
         loop is paid again each time the call's HTTP answers and events resume it.)"""
