@@ -22,7 +22,13 @@ from redis.asyncio import Redis
 
 from signalwire_calls import Call, CallSession, ConfigurationError, RetryPolicy, ValidationError
 from signalwire_calls._campaign_redis import Claim
-from signalwire_calls.campaign import Campaign, CampaignReport, RedisBackend, Target
+from signalwire_calls.campaign import (
+    Campaign,
+    CampaignReport,
+    RedisBackend,
+    RetryRule,
+    Target,
+)
 from signalwire_calls.testing import Callee, Simulator
 
 from .redis_server import RedisServer, _free_port
@@ -163,6 +169,33 @@ async def test_a_429_seen_by_one_worker_pauses_and_slows_every_worker(
     assert sum(1 for t in times if after <= t < after + 1.0 - READ_JITTER / scale) <= 13
     assert [c.stats().throttles for c in campaigns] == [1, 1]
     assert [r.attempts.get("not_sent") for r in reports] == [1, 1]
+
+
+async def test_retries_wait_in_redis_and_any_worker_dials_them(redis_server: RedisServer) -> None:
+    async with make_simulator() as sim:
+        sim.script("*", Callee.busy(after=0.5))
+        targets = [Target(number(i)) for i in range(20)]
+        async with sessions(sim, 2) as ss:
+            campaigns = [
+                worker(
+                    s,
+                    targets,
+                    RedisBackend(redis_server.url, "retry"),
+                    cps=None,
+                    retry={"busy": RetryRule(2, after=1.0)},
+                    time_scale=0.05,
+                )
+                for s in ss
+            ]
+            reports = await run_all(campaigns)
+        per_number = calls_per_number(sim)
+    # three attempts each (the first and two retries), never more
+    assert per_number == Counter({number(i): 3 for i in range(20)})
+    assert reports[0].outcomes == {"busy": 20}
+    assert reports[0].attempts == {"busy": 60}
+    assert sum(r.dials or 0 for r in reports) == 60
+    state = await redis_state(redis_server, "retry")
+    assert {(t["st"], t["at"], t["n"]) for t in state.values()} == {("done", 3, 3)}
 
 
 # ------------------------------------------------------------------------ Redis outages
