@@ -1028,7 +1028,9 @@ class RedisWorker:
         if self._outage is None:
             self._outage = _Outage(time.monotonic(), f"{type(exc).__name__}: {exc}")
         outage = self._outage
-        if not outage.logged:
+        # a pooled connection Redis closed fails once and is replaced at once: only an
+        # outage that lasts is worth a line (one when it starts, one when it ends)
+        if not outage.logged and time.monotonic() - outage.since >= 0.25:
             outage.logged = True
             logger.warning(
                 "redis: %s unreachable (%s): dialing paused until it is back",

@@ -208,7 +208,7 @@ async def _wait_done(campaign: Campaign, count: int) -> None:
 
 
 async def test_redis_restarted_mid_campaign_nothing_lost_nothing_twice(
-    redis_server: RedisServer,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     scale = 0.05
     n = 300
@@ -254,6 +254,10 @@ async def test_redis_restarted_mid_campaign_nothing_lost_nothing_twice(
     # the calls up then went on (and their outcomes were saved once it was back)
     assert not [t for t in sim.dial_times if down_at + READ_JITTER < t < up_at]
     assert live_when_down > 0
+    # each worker said so once when it lasted, and once when Redis was back
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable" in m and "dialing paused" in m for m in messages) == 3
+    assert sum("is back after" in m and "dialing resumes" in m for m in messages) == 3
     assert len(per_number) == n
     assert set(per_number.values()) == {1}
     for stats in reports:
