@@ -50,7 +50,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
@@ -455,20 +455,22 @@ return {lowered, num(rate), throttles}
 
 
 def redact(url: str) -> str:
-    """``url`` without its password (user names are kept)."""
+    """``url`` without its password, in the user part or the query (user names are
+    kept)."""
     try:
         parts = urlsplit(url)
+        if parts.password is not None:
+            user, _, host = parts.netloc.rpartition("@")
+            url = url.replace(parts.netloc, f"{user.partition(':')[0]}:***@{host}", 1)
+        if "password=" in parts.query.lower():
+            query = "&".join(
+                f"{k}=***" if k.lower() == "password" else f"{k}{sep}{v}"
+                for k, sep, v in (item.partition("=") for item in parts.query.split("&"))
+            )
+            url = url.replace("?" + parts.query, "?" + query, 1)
     except ValueError:
         return "<unparsable Redis URL>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return url
 
 
 def _text(value: Any) -> str:

@@ -469,6 +469,18 @@ async def test_unreachable_redis_is_named_without_its_password() -> None:
     assert "s3cret" not in message
 
 
+def test_passwords_are_hidden_wherever_the_url_holds_them() -> None:
+    from signalwire_calls._campaign_redis import redact
+
+    assert redact("redis://u:pw@h:1/0") == "redis://u:***@h:1/0"
+    assert redact("redis://:pw@h/0") == "redis://:***@h/0"
+    assert redact("rediss://u:p:w@[::1]:6380/2") == "rediss://u:***@[::1]:6380/2"
+    assert redact("redis://h:1/0?password=pw&db=2") == "redis://h:1/0?password=***&db=2"
+    assert redact("redis://h:1/0") == "redis://h:1/0"
+    assert redact("unix:///run/redis.sock?password=pw") == "unix:///run/redis.sock?password=***"
+    assert "pw" not in repr(RedisBackend("redis://u:pw@h:1/0?password=pw", "x"))
+
+
 async def test_workers_must_agree_on_the_limit(redis_server: RedisServer) -> None:
     a = await _worker(redis_server, "agree")
     try:
