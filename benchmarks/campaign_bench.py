@@ -543,9 +543,14 @@ def run_distributed(quick: bool) -> dict[str, Any]:
             wall = time.perf_counter() - t0
             out["single_process"] = {
                 "calls_per_s": base["calls_per_s"],
+                "client_cpu_us_per_call": base["cpu_us_per_call"],
                 "simulator_cpu": _cpu_share(sim.pid, sim0, wall),
             }
-            _log(f"single process (SQLite journal): {base['calls_per_s']:.0f} calls/s")
+            _log(
+                f"single process (SQLite journal): {base['calls_per_s']:.0f} calls/s, "
+                f"{base['cpu_us_per_call']:.0f} us client CPU per call, simulator "
+                f"{100 * (out['single_process']['simulator_cpu'] or 0):.0f}% of a core"
+            )
             runs: dict[str, Any] = {}
             for workers in (1, 2, 3):
                 go = os.path.join(tmp, f"go-{workers}")
