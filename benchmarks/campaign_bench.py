@@ -5,6 +5,7 @@ asserted.
     python benchmarks/campaign_bench.py            # 10,000 targets at concurrency 1,000
     python benchmarks/campaign_bench.py --quick    # reduced, well under a minute
     python benchmarks/campaign_bench.py --json     # one JSON line at the end
+    python benchmarks/campaign_bench.py --distributed [--quick]   # Redis, 1-3 workers
 
 The simulator runs in its own process (``signalwire-calls simulator``, time scale 0.01);
 each client variant runs in a fresh worker process whose CPU time is measured around
@@ -17,6 +18,12 @@ so it never has more live calls than its concurrency. The campaign runs the same
 every attempt to SQLite. Under ``--instructions`` (the default without ``--quick``)
 both are also counted under callgrind at concurrency 100, which a shared machine's
 load does not move.
+
+``--distributed`` runs one campaign (no cps limit) on a ``redis-server`` of its own with
+1, 2 and 3 worker processes, released together, against one simulator process, and
+reports calls per second for each, next to the single-process campaign (SQLite
+journal) on the same targets; with the CPU share of the simulator and of Redis over
+each run, which tells what limits it.
 """
 
 from __future__ import annotations
@@ -34,7 +41,18 @@ import tempfile
 import time
 from typing import Any
 
-from _common import PROJECT, ROOT, SIGNING_KEY, TOKEN, Child, emit, python_env, rss_bytes
+from _common import (
+    PROJECT,
+    READY,
+    ROOT,
+    SIGNING_KEY,
+    TOKEN,
+    Child,
+    emit,
+    proc_cpu,
+    python_env,
+    rss_bytes,
+)
 
 SWML = {"version": "1.0.0", "sections": {"main": [{"answer": {}}]}}
 CALLER = "+15559870000"
@@ -147,6 +165,40 @@ async def worker_campaign(args: argparse.Namespace) -> dict[str, Any]:
         "journal_writes": journal.writes,
         "journal_commits": journal.commits,
         "journal_writes_per_s": journal.writes / wall,
+    }
+
+
+async def worker_distributed(args: argparse.Namespace) -> dict[str, Any]:
+    """One worker of a distributed campaign: ready once its session is open, dials from
+    the moment the runner creates the ``--go`` file."""
+    from signalwire_calls.campaign import Campaign, RedisBackend
+
+    async with _session(args.url) as session:
+        campaign = Campaign(
+            session,
+            _targets(args.targets),
+            _flow,
+            from_=CALLER,
+            swml=SWML,
+            concurrency=args.concurrency,
+            cps=None,
+            backend=RedisBackend(args.redis, args.name),
+            progress="off",
+            handle_signals=False,
+        )
+        print(READY + "{}", flush=True)
+        while not os.path.exists(args.go):  # noqa: ASYNC240 - a start barrier, polled
+            await asyncio.sleep(0.002)
+        cpu0, t0 = time.process_time(), time.time()
+        report = await campaign.run()
+        cpu, t1 = time.process_time() - cpu0, time.time()
+    return {
+        "start": t0,
+        "end": t1,
+        "cpu_s": cpu,
+        "dials": report.dials,
+        "targets": report.targets,
+        "outcomes": report.outcomes,
     }
 
 
@@ -435,6 +487,123 @@ def run(quick: bool, instructions: bool) -> dict[str, Any]:
     return out
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``redis-server`` of the benchmark's own on a free loopback port."""
+    import socket
+
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("--distributed needs redis-server (apt-get install redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
+         "no", "--dir", directory, "--protected-mode", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def _cpu_share(pid: int, before: float | None, wall: float) -> float | None:
+    after = proc_cpu(pid)
+    return None if before is None or after is None or wall <= 0 else (after - before) / wall
+
+
+def run_distributed(quick: bool) -> dict[str, Any]:
+    """Calls per second of one campaign with 1, 2, 3 worker processes on Redis."""
+    targets, concurrency = (2000, 200) if quick else (6000, 300)
+    out: dict[str, Any] = {"targets": targets, "concurrency_per_worker": concurrency}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis, redis_url = _spawn_redis(tmp)
+        sim, url, path = _spawn_simulator(ANSWER)
+        try:
+            sim0, t0 = proc_cpu(sim.pid), time.perf_counter()
+            base = _worker(
+                "campaign", ["--url", url, "--targets", str(targets), "--concurrency",
+                             str(concurrency)], 900,
+            )  # fmt: skip
+            wall = time.perf_counter() - t0
+            out["single_process"] = {
+                "calls_per_s": base["calls_per_s"],
+                "client_cpu_us_per_call": base["cpu_us_per_call"],
+                "simulator_cpu": _cpu_share(sim.pid, sim0, wall),
+            }
+            _log(
+                f"single process (SQLite journal): {base['calls_per_s']:.0f} calls/s, "
+                f"{base['cpu_us_per_call']:.0f} us client CPU per call, simulator "
+                f"{100 * (out['single_process']['simulator_cpu'] or 0):.0f}% of a core"
+            )
+            runs: dict[str, Any] = {}
+            for workers in (1, 2, 3):
+                go = os.path.join(tmp, f"go-{workers}")
+                args = ["--worker", "distributed", "--url", url, "--redis", redis_url,
+                        "--name", f"bench-{workers}", "--targets", str(targets),
+                        "--concurrency", str(concurrency), "--go", go]  # fmt: skip
+                children = [Child("campaign_bench.py", args) for _ in range(workers)]
+                try:
+                    for child in children:
+                        child.wait_ready()
+                    sim_cpu, redis_cpu = proc_cpu(sim.pid), proc_cpu(redis.pid)
+                    t0 = time.perf_counter()
+                    with open(go, "w"):
+                        pass
+                    results = [child.result(900) for child in children]
+                    wall = time.perf_counter() - t0
+                finally:
+                    for child in children:
+                        child.kill()
+                span = max(r["end"] for r in results) - min(r["start"] for r in results)
+                dials = [r["dials"] for r in results]
+                runs[str(workers)] = {
+                    "calls_per_s": targets / span,
+                    "dials_per_worker": dials,
+                    "outcomes": results[0]["outcomes"],
+                    "worker_cpu_s": [r["cpu_s"] for r in results],
+                    "workers_cpu": sum(r["cpu_s"] for r in results) / span,
+                    "client_cpu_us_per_call": sum(r["cpu_s"] for r in results) / targets * 1e6,
+                    "load_average": os.getloadavg()[0],
+                    "simulator_cpu": _cpu_share(sim.pid, sim_cpu, wall),
+                    "redis_cpu": _cpu_share(redis.pid, redis_cpu, wall),
+                }
+                r = runs[str(workers)]
+                _log(
+                    f"{workers} worker(s): {r['calls_per_s']:.0f} calls/s, dials {dials}, "
+                    f"CPU (share of one core): workers {100 * r['workers_cpu']:.0f}%, "
+                    f"simulator {100 * (r['simulator_cpu'] or 0):.0f}%, "
+                    f"redis {100 * (r['redis_cpu'] or 0):.0f}%; "
+                    f"{r['client_cpu_us_per_call']:.0f} us client CPU per call; "
+                    f"load average {r['load_average']:.1f}"
+                )
+            out["workers"] = runs
+            one = runs["1"]["calls_per_s"]
+            out["scaling"] = {k: v["calls_per_s"] / one for k, v in runs.items()}
+            out["one_worker_vs_single_process"] = one / base["calls_per_s"]
+        finally:
+            sim.kill()
+            os.unlink(path)
+            redis.terminate()
+            redis.wait(timeout=10)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -445,7 +614,15 @@ def main() -> int:
         default=None,
         help="also count instructions per call under callgrind (default: on without --quick)",
     )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="calls/s of one campaign on Redis with 1, 2 and 3 worker processes",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--redis", help=argparse.SUPPRESS)
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--go", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--targets", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=100, help=argparse.SUPPRESS)
@@ -460,8 +637,27 @@ def main() -> int:
             "campaign": worker_campaign,
             "memory": worker_memory,
             "pacing": worker_pacing,
+            "distributed": worker_distributed,
         }[args.worker]
         emit(asyncio.run(fn(args)))
+        return 0
+    if args.distributed:
+        dist = run_distributed(args.quick)
+        if args.json:
+            print(json.dumps(dist))
+        else:
+            print(
+                f"single process (SQLite journal): "
+                f"{dist['single_process']['calls_per_s']:.0f} calls/s"
+            )
+            for k, v in dist["workers"].items():
+                print(
+                    f"{k} worker(s) on Redis: {v['calls_per_s']:.0f} calls/s "
+                    f"({dist['scaling'][k]:.2f}x one worker); CPU (share of one core): "
+                    f"workers {100 * v['workers_cpu']:.0f}%, simulator "
+                    f"{100 * (v['simulator_cpu'] or 0):.0f}%, "
+                    f"redis {100 * (v['redis_cpu'] or 0):.0f}%"
+                )
         return 0
     instructions = not args.quick if args.instructions is None else args.instructions
     result = run(args.quick, instructions)

@@ -5,6 +5,10 @@ target's ``data``) under a concurrency cap and a calls-per-second limit, journal
 attempt in SQLite and prints a summary. ``--simulate`` runs the same campaign against an
 embedded, time-scaled simulator with a mix of callees, to dry-run before spending money.
 ``report`` prints (or exports as JSON or CSV) the summary of a journal.
+
+With ``--redis URL --name NAME`` several ``run`` processes (on one machine or many) run
+one campaign together: targets, journal and the calls-per-second limit are shared in
+Redis; ``report --redis URL --name NAME`` reads the whole campaign from anywhere.
 """
 
 from __future__ import annotations
@@ -46,7 +50,13 @@ def add_campaign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "the platform reaches this program's webhook receiver). The first SIGINT/SIGTERM "
         "stops dialing and lets live calls finish; the second hangs them up.",
     )
-    run.add_argument("targets", metavar="TARGETS.csv")
+    run.add_argument(
+        "targets",
+        metavar="TARGETS.csv",
+        nargs="?",
+        help="the numbers to dial; with --redis it may be left out to join a campaign "
+        "another worker loaded",
+    )
     run.add_argument(
         "--from", dest="from_", required=True, metavar="NUMBER", help="the caller number"
     )
@@ -114,6 +124,21 @@ def add_campaign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     run.add_argument("--receiver-host", default="127.0.0.1")
     run.add_argument("--receiver-port", type=int, default=0)
     run.add_argument("--json", action="store_true", help="print the report as JSON")
+    shared = run.add_argument_group(
+        "distributed",
+        "Run this process as one worker of a campaign shared in Redis: start the same "
+        "command (same --cps) in as many processes as wanted; each loads TARGETS (every "
+        "target is added once) and dials its share. No --journal: the journal is in Redis.",
+    )
+    _redis_arguments(shared)
+    shared.add_argument(
+        "--claim-idle",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="take over the targets of a worker silent this long (default 30; a target it "
+        "was dialing ends 'unknown', never dialled twice)",
+    )
     sim = run.add_argument_group("dry run")
     sim.add_argument(
         "--simulate",
@@ -140,11 +165,88 @@ def add_campaign(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         description="Print the summary of a campaign journal, or export one row per "
         "target as JSON or CSV on stdout.",
     )
-    report.add_argument("journal", metavar="JOURNAL")
+    report.add_argument("journal", metavar="JOURNAL", nargs="?", help="a journal file")
+    _redis_arguments(report.add_argument_group("distributed campaign (instead of JOURNAL)"))
+    report.add_argument(
+        "--follow",
+        action="store_true",
+        help="with --redis: show the campaign's progress (all workers) until every "
+        "target has an outcome, then the summary",
+    )
+    report.add_argument("--progress", choices=["auto", "rich", "log"], default="auto")
+    report.add_argument("--progress-interval", type=float, default=10.0)
     fmt = report.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="summary and targets as JSON")
     fmt.add_argument("--csv", action="store_true", help="one CSV row per target")
     report.set_defaults(func=_report)
+
+
+def _redis_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--redis",
+        metavar="URL",
+        help="Redis URL, e.g. redis://host:6379/0 (a password in it is never printed)",
+    )
+    group.add_argument("--name", metavar="NAME", help="the campaign's name in Redis")
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    """The ``RedisBackend`` that --redis and --name ask for, or None."""
+    if args.redis is None and args.name is None:
+        return None
+    if args.redis is None:
+        raise _UsageError("--name: needs --redis URL")
+    if args.name is None:
+        raise _UsageError("--redis: needs --name NAME (the campaign's name)")
+    from . import ConfigurationError, ValidationError
+    from .campaign import RedisBackend
+
+    try:
+        return RedisBackend(args.redis, args.name, claim_idle=getattr(args, "claim_idle", 30.0))
+    except (ConfigurationError, ValidationError) as exc:
+        raise _UsageError(str(exc)) from None
+
+
+async def _follow(backend: Any, args: argparse.Namespace) -> None:
+    """The progress view of a distributed campaign from this process, until every target
+    has an outcome."""
+    import anyio
+
+    from ._campaign_redis import NoCampaignError
+    from ._progress import make_reporter
+
+    said = False
+    while True:
+        try:
+            latest = await backend.stats()
+            break
+        except NoCampaignError:  # its workers may start after this view
+            if not said:
+                said = True
+                print(
+                    f"waiting for campaign {backend.name!r} at {backend.url} to start",
+                    file=sys.stderr,
+                )
+            await anyio.sleep(0.2)
+    log = logging.getLogger("signalwire_calls.campaign")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        reporter = make_reporter(args.progress, lambda: latest, args.progress_interval)
+        assert reporter is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reporter.run)
+            while latest.total is None or latest.done < latest.total:
+                await anyio.sleep(min(args.progress_interval, 1.0))
+                latest = await backend.stats()
+            tg.cancel_scope.cancel()
+        reporter.finish()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 class _UsageError(Exception):
@@ -277,6 +379,18 @@ def _check_journal(args: argparse.Namespace) -> str | None:
     from .campaign import read_report
 
     journal: str | None = args.journal
+    if args.redis is not None:
+        for flag, value in (
+            ("--journal", args.journal),
+            ("--resume", args.resume),
+            ("--redial-unknown", args.redial_unknown),
+        ):
+            if value:
+                raise _UsageError(
+                    f"{flag}: not with --redis (the journal is in Redis; a worker started "
+                    "again simply joins the campaign)"
+                )
+        return None
     if journal is None and not args.simulate:
         journal = "campaign.db"
     if journal is not None and os.path.exists(journal) and not args.resume:
@@ -303,10 +417,17 @@ async def _run_checked(args: argparse.Namespace) -> int:
         raise _UsageError("--cps: must be > 0 (or --no-cps-limit)")
     if args.simulate and not args.time_scale > 0:
         raise _UsageError("--time-scale: must be > 0")
-    try:
-        targets = CSVTargets(args.targets, number_column=args.number_column)
-    except ValidationError as exc:
-        raise _UsageError(str(exc)) from exc
+    backend = _backend(args)
+    targets: Any = []
+    if args.targets is not None:
+        try:
+            targets = CSVTargets(args.targets, number_column=args.number_column)
+        except ValidationError as exc:
+            raise _UsageError(str(exc)) from exc
+    elif backend is None:
+        raise _UsageError("TARGETS.csv: required (unless joining a campaign with --redis)")
+    elif args.simulate:
+        raise _UsageError("--simulate: needs TARGETS.csv (its callees are scripted from it)")
     flow = _import_flow(args.flow) if args.flow else None
     retry = _parse_retry(args.retry)
     swml = _swml(args.swml)
@@ -364,6 +485,7 @@ async def _run_checked(args: argparse.Namespace) -> int:
                 progress=args.progress,
                 progress_interval=args.progress_interval,
                 time_scale=time_scale,
+                backend=backend,
             )
         except (ConfigurationError, ValidationError) as exc:
             raise _UsageError(str(exc)) from exc
@@ -387,6 +509,28 @@ async def _report(args: argparse.Namespace) -> int:
     from ._progress import render_report
     from .campaign import export_report, read_report
 
+    try:
+        backend = _backend(args)
+        if (backend is None) == (args.journal is None):
+            raise _UsageError("give a JOURNAL file, or --redis URL --name NAME (not both)")
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.follow and backend is None:
+        print("error: --follow: needs --redis URL --name NAME", file=sys.stderr)
+        return 2
+    if backend is not None:
+        try:
+            if args.follow:
+                await _follow(backend, args)
+            if args.json or args.csv:
+                await backend.export(sys.stdout, format="json" if args.json else "csv")
+            else:
+                print(render_report(await backend.report()), end="")
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         if args.json or args.csv:
             export_report(args.journal, sys.stdout, format="json" if args.json else "csv")

@@ -22,6 +22,10 @@ Every target ends with exactly one outcome (see ``Outcome``). Running the same c
 again on the same journal resumes it: targets with a final outcome are skipped, pending
 retries keep their schedule, and a target a crash left mid-dial is ``unknown`` (it may
 have been dialled) unless ``redial_unknown=True``.
+
+Several processes run one campaign together with ``backend=RedisBackend(url, name)``:
+the targets, the journal and the calls-per-second limit are then shared in Redis (see
+``RedisBackend``).
 """
 
 from __future__ import annotations
@@ -47,15 +51,16 @@ from collections.abc import (
     Iterator,
 )
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal, TypeAlias, get_args
+from typing import IO, Any, Literal, Protocol, TypeAlias, get_args
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import msgspec
 
-from . import _progress
-from ._journal import Batch, Journal, TargetState
+from . import _campaign_redis, _progress
+from ._campaign_redis import Claim, RedisPlace, RedisWorker
+from ._journal import Journal, TargetState
 from ._logthrottle import LogThrottle
 from ._pacing import LAG, Pacer
 from .call import Call
@@ -84,6 +89,7 @@ __all__ = [
     "Flow",
     "MachineDetection",
     "Outcome",
+    "RedisBackend",
     "RetryRule",
     "Target",
     "TargetSource",
@@ -124,6 +130,9 @@ Flow: TypeAlias = Callable[[Call, "Target"], Awaitable[Any]]
 
 #: Seconds over which ``CampaignStats.cps`` is measured.
 _RATE_WINDOW = 5.0
+#: Real seconds between two looks for a target when a distributed campaign has none for
+#: this worker right now.
+_POLL = 0.05
 
 #: Call-end reasons (both vocabularies the platform uses) to outcomes, before answer.
 _END_REASONS: dict[str, Outcome] = {
@@ -469,7 +478,7 @@ async def _wait_until_ended(call: Call, target: Target) -> None:
 
 @dataclass(slots=True)
 class _Result:
-    outcome: Outcome | Literal["refused", "not_sent"]
+    outcome: Outcome | Literal["refused", "not_sent", "lost"]
     call_id: str | None = None
     answered_at: float | None = None
     end_reason: str | None = None
@@ -479,12 +488,51 @@ class _Result:
     fatal: BaseException | None = None
 
 
+class _Commit(Protocol):
+    """A journal write the dial may wait for (SQLite's batch; nothing in Redis)."""
+
+    async def wait(self) -> None: ...
+
+
+class _Writes(Protocol):
+    """What the campaign writes to its journal (SQLite, or Redis when distributed)."""
+
+    path: str | None
+    error: BaseException | None
+    writes: int
+    commits: int
+
+    def new_target(self, key: str, number: str, data: str, now: float) -> int: ...
+
+    def begin_attempt(self, target_id: int, n: int, now: float, *, resumed: bool) -> _Commit: ...
+
+    def finish(
+        self,
+        target_id: int,
+        n: int,
+        status: str,
+        *,
+        state: str,
+        outcome: str | None,
+        attempts: int,
+        now: float,
+        call_id: str | None = None,
+        answered_at: float | None = None,
+        ended_at: float | None = None,
+        end_reason: str | None = None,
+        amd: str | None = None,
+        error: str | None = None,
+        next_at: float | None = None,
+        result: str | None = None,
+    ) -> None: ...
+
+
 @dataclass(slots=True, eq=False)
 class _Worker:
     """An idle attempt task: ``wake`` is set when ``job`` is given (``None``: no more)."""
 
     wake: anyio.Event = field(default_factory=anyio.Event)
-    job: tuple[_Job, Batch, object] | None = None
+    job: tuple[_Job, _Commit, object] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -498,6 +546,123 @@ class _Job:
     tries: int = 0  # attempt rows, refused ones included
     call: Call | None = None
     taken: anyio.Event | None = None  # set once the attempt took its pacing token
+
+
+class RedisBackend:
+    """Where a distributed campaign keeps its targets, journal and pacing: campaign
+    ``name`` on the Redis server at ``url``. Give one to each worker's ``Campaign``
+    (``backend=``); every worker may load the same targets (each is added once), and a
+    worker may also join with no targets.
+
+    ``claim_idle``: seconds after which the targets of a worker that stopped answering
+    (killed, cut off) are taken over by another; a live worker renews its own four
+    times as often. ``connect_timeout``: seconds to reach Redis at the start (an
+    ``OSError`` naming the URL, never its password, if it cannot be reached). The
+    campaign's ``give_up_after`` bounds how long a worker waits for a lost Redis.
+
+        backend = RedisBackend("redis://redis.internal:6379/0", "reminders")
+        await Campaign(session, "targets.csv", remind, backend=backend, cps=10, ...).run()
+        print((await backend.report()).outcomes)   # any process, also while it runs
+
+    Needs the ``redis`` extra: ``pip install 'signalwire_calls[redis]'``. Run Redis with
+    persistence (AOF, ``appendfsync always`` for the strictest guarantee): a Redis that
+    comes back without its data makes every worker stop rather than dial anything twice.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        claim_idle: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._place = RedisPlace(url, name, float(claim_idle), float(connect_timeout))
+
+    @property
+    def url(self) -> str:
+        """The Redis URL, its password hidden."""
+        return self._place.url
+
+    @property
+    def name(self) -> str:
+        return self._place.name
+
+    @property
+    def claim_idle(self) -> float:
+        return self._place.claim_idle
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.url} campaign={self.name!r}>"
+
+    async def report(self) -> CampaignReport:
+        """The whole campaign's report (from any process, also while it runs)."""
+        snap, _ = await _campaign_redis.read_snapshot(self._place)
+        return CampaignReport(
+            journal=f"{self.url}#{self.name}",
+            targets=snap.targets,
+            outcomes=dict(snap.counts),
+            attempts=dict(snap.attempts),
+            first_attempt_at=snap.first_at,
+            last_update_at=snap.last_at,
+        )
+
+    async def stats(self) -> CampaignStats:
+        """The whole campaign's progress, from any process (rates: averages since its
+        first dial, in campaign seconds)."""
+        snap, scale = await _campaign_redis.read_snapshot(self._place)
+        elapsed = 0.0
+        if snap.first_at is not None:
+            complete = snap.total is not None and snap.done >= snap.total
+            end = (snap.last_at or snap.first_at) if complete else time.time()
+            elapsed = max(end - snap.first_at, 0.0) / scale
+        eta = None
+        if snap.total is not None and snap.done and elapsed > 0:
+            eta = max(snap.total - snap.done, 0) / (snap.done / elapsed)
+        return CampaignStats(
+            outcomes=dict(snap.outcomes),
+            done=snap.done,
+            total=snap.total,
+            live=snap.live,
+            waiting=snap.waiting,
+            dials=snap.dials,
+            refused=snap.refused,
+            throttles=snap.throttles,
+            skipped=0,
+            duplicates=0,
+            cps=snap.dials / elapsed if elapsed > 0 else 0.0,
+            cps_limit=snap.rate,
+            elapsed=elapsed,
+            eta=eta,
+            stopping=False,
+        )
+
+    async def export(self, out: IO[str], *, format: Literal["csv", "json"] = "csv") -> int:
+        """Write one row per target to ``out``, as ``export_report`` does for a journal
+        file; returns the number of targets written."""
+        if format not in ("csv", "json"):
+            raise ValueError(f"format: must be 'csv' or 'json', got {format!r}")
+        rows = await _campaign_redis.read_rows(self._place)
+        return write_export(rows, await self.report(), out, format)
+
+    async def delete(self) -> int:
+        """Remove the campaign from Redis (every key of it); returns how many keys."""
+        return await _campaign_redis.delete(self._place)
+
+    async def _start(
+        self, *, cps: float | None, time_scale: float, give_up_after: float
+    ) -> RedisWorker:
+        """Join (or create) the campaign as a new worker."""
+        return await _campaign_redis.start_worker(
+            self._place,
+            _decode_target,
+            cps=cps,
+            time_scale=time_scale,
+            give_up_after=give_up_after,
+        )
+
+
+_decode_target = msgspec.json.Decoder(Target).decode
 
 
 class Campaign:
@@ -544,6 +709,18 @@ class Campaign:
     delays, the drain deadline, progress interval) for dry runs against a time-scaled
     ``Simulator``: ``cps`` and ``RetryRule.after`` are then in simulated seconds. The safety
     timeouts stay in real seconds.
+
+    ``backend``: a ``RedisBackend`` makes this campaign one worker of a distributed
+    campaign (no ``journal``): the targets (every worker may pass the same ones: each
+    is added once), the journal and the ``cps`` limit (with its slow-down after a 429)
+    are shared in Redis, so that every worker must pass the same ``cps`` and
+    ``time_scale``. The targets of a worker that dies are taken over after
+    ``RedisBackend.claim_idle`` seconds, under the resume's rule: one that may have
+    been dialled ends ``unknown``. While Redis cannot be reached, the worker stops
+    dialing (live calls go on) and resumes when it is back (for up to
+    ``give_up_after`` seconds). ``stats()`` and the report are the whole campaign's;
+    ``stop()`` and signals stop this worker only (the targets it has not dialled go
+    to the others). ``run()`` returns once every target of the campaign has an outcome.
     """
 
     def __init__(
@@ -571,7 +748,23 @@ class Campaign:
         progress: Literal["auto", "rich", "log", "off"] = "auto",
         progress_interval: float = 10.0,
         time_scale: float = 1.0,
+        backend: RedisBackend | None = None,
     ) -> None:
+        if backend is not None:
+            if not isinstance(backend, RedisBackend):
+                raise ConfigurationError(
+                    f"backend: expected a RedisBackend, got {type(backend).__name__}"
+                )
+            if journal is not None:
+                raise ConfigurationError(
+                    "journal: a distributed campaign keeps its journal in Redis; "
+                    "leave journal unset with backend="
+                )
+            if redial_unknown:
+                raise ConfigurationError(
+                    "redial_unknown: not available with backend= (a target another "
+                    "worker may still be dialing could be dialled twice)"
+                )
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency: must be an int >= 1, got {concurrency!r}")
         if cps is not None and not (cps > 0 and math.isfinite(cps)):
@@ -616,7 +809,10 @@ class Campaign:
         self._keywords = _dial_keywords(base)
         self._concurrency = concurrency
         self._cps = cps
-        self._journal = Journal(journal)
+        self._sqlite = Journal(journal)
+        self._journal: _Writes = self._sqlite
+        self._backend = backend
+        self._redis: RedisWorker | None = None  # this worker, while run() runs
         self._retry = dict(retry or {})
         self._detection = machine_detection
         self._redial_unknown = redial_unknown
@@ -677,6 +873,9 @@ class Campaign:
             elapsed = self._finished_at
         else:
             elapsed = now
+        redis = self._redis
+        if redis is not None and redis.snapshot is not None:
+            return self._shared_stats(redis, elapsed)
         total = self._total()
         eta: float | None = None
         finished = self._done - self._skipped
@@ -703,6 +902,35 @@ class Campaign:
             stopping=self._stopping,
         )
 
+    def _shared_stats(self, redis: RedisWorker, elapsed: float) -> CampaignStats:
+        """The whole distributed campaign's counters (as last read from Redis)."""
+        snap = redis.snapshot
+        assert snap is not None
+        eta: float | None = None
+        if snap.total is not None and snap.done_rate > 0 and not self._stopping:
+            eta = max(snap.total - snap.done, 0) / snap.done_rate
+        cps = snap.cps
+        if self._finished_at is not None and snap.first_at is not None:
+            span = ((snap.last_at or snap.first_at) - snap.first_at) / self._scale
+            cps = snap.dials / span if span > 0 else 0.0
+        return CampaignStats(
+            outcomes=dict(snap.outcomes),
+            done=snap.done,
+            total=snap.total,
+            live=snap.live,
+            waiting=snap.waiting,
+            dials=snap.dials,
+            refused=snap.refused,
+            throttles=snap.throttles,
+            skipped=0,
+            duplicates=self._duplicates,
+            cps=cps,
+            cps_limit=snap.rate,
+            elapsed=elapsed,
+            eta=eta,
+            stopping=self._stopping,
+        )
+
     def stop(self, *, hang_up: bool = False) -> None:
         """Stop dialing; live calls finish (up to ``drain_timeout``), or are hung up now
         with ``hang_up=True``. What is not dialled stays in the journal for a resume."""
@@ -724,7 +952,9 @@ class Campaign:
             raise RuntimeError("Campaign.run() runs once; create a new Campaign to resume")
         self._started = True
         self._t0 = time.monotonic()
-        journal = self._journal
+        if self._backend is not None:
+            return await self._run_shared(self._backend)
+        journal = self._sqlite
         journal.open()
         try:
             unknown = journal.recover()
@@ -736,43 +966,89 @@ class Campaign:
                     " (dialled again: redial_unknown=True)" if self._redial_unknown else "",
                 )
             self._prior = journal.states()
-            try:
-                async with anyio.create_task_group() as helpers:
-                    if self._handle_signals:
-                        helpers.start_soon(self._watch_signals)
-                    reporter = _progress.make_reporter(
-                        self._progress_mode, self.stats, self._progress_interval * self._scale
-                    )
-                    if reporter is not None:
-                        helpers.start_soon(reporter.run)
-                    try:
-                        async with anyio.create_task_group() as calls:
-                            # a hard stop cancels every attempt at once: each hangs up
-                            # its call (shielded) and records it
-                            self._calls_scope = calls.cancel_scope
-                            if self._hard:
-                                calls.cancel_scope.cancel()
-                            try:
-                                await self._dispatch(calls)
-                            finally:
-                                self._release_workers()
-                            if self._jobs:
-                                helpers.start_soon(self._drain_deadline)
-                    finally:
-                        # attempts cancelled before they ever ran were not dialled
-                        for job, borrower in list(self._jobs.items()):
-                            self._settle(job, borrower, None)
-                        self._finished_at = self._now()
-                        helpers.cancel_scope.cancel()
-                    if reporter is not None:
-                        reporter.finish()
-            except BaseExceptionGroup as group:
-                raise _unwrap(group) from None
-            if self._fatal is not None:
-                raise self._fatal
+            await self._run_tasks([])
             return self._report(journal)
         finally:
             journal.close()
+
+    async def _run_tasks(self, helper_tasks: list[Callable[[], Coroutine[Any, Any, None]]]) -> None:
+        """Dispatch until every target has an outcome (or a stop), with the signal
+        watcher, the progress view and ``helper_tasks`` alongside."""
+        try:
+            async with anyio.create_task_group() as helpers:
+                if self._handle_signals:
+                    helpers.start_soon(self._watch_signals)
+                for task in helper_tasks:
+                    helpers.start_soon(task)
+                reporter = _progress.make_reporter(
+                    self._progress_mode, self.stats, self._progress_interval * self._scale
+                )
+                if reporter is not None:
+                    helpers.start_soon(reporter.run)
+                try:
+                    async with anyio.create_task_group() as calls:
+                        # a hard stop cancels every attempt at once: each hangs up
+                        # its call (shielded) and records it
+                        self._calls_scope = calls.cancel_scope
+                        if self._hard:
+                            calls.cancel_scope.cancel()
+                        try:
+                            await self._dispatch(calls)
+                        finally:
+                            self._release_workers()
+                        if self._jobs:
+                            helpers.start_soon(self._drain_deadline)
+                finally:
+                    # attempts cancelled before they ever ran were not dialled
+                    for job, borrower in list(self._jobs.items()):
+                        self._settle(job, borrower, None)
+                    self._finished_at = self._now()
+                    helpers.cancel_scope.cancel()
+                if reporter is not None:
+                    reporter.finish()
+        except BaseExceptionGroup as group:
+            raise _unwrap(group) from None
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _run_shared(self, backend: RedisBackend) -> CampaignReport:
+        """``run()`` as one worker of a campaign shared in Redis."""
+        redis = await backend._start(
+            cps=self._cps, time_scale=self._scale, give_up_after=self._give_up_after
+        )
+        self._redis = redis
+        self._journal = redis.journal
+        self._pacer = redis.pacer
+        targets = self._targets
+
+        async def seed() -> None:
+            _, self._duplicates = await redis.seed(targets, _check_target)
+
+        try:
+            await redis.refresh()
+            await self._run_tasks([seed, redis.maintain])
+        except BaseException:
+            with anyio.move_on_after(min(self._give_up_after, 30.0), shield=True):
+                try:
+                    await redis.close()
+                except Exception as exc:
+                    logger.warning("redis: leaving the campaign failed: %s", _summary(exc))
+            raise
+        with anyio.move_on_after(self._give_up_after, shield=True):
+            await redis.close()
+        snap = redis.snapshot
+        assert snap is not None
+        return CampaignReport(
+            journal=redis.journal.path,
+            targets=snap.targets,
+            outcomes=dict(snap.counts),
+            attempts=dict(snap.attempts),
+            first_attempt_at=snap.first_at,
+            last_update_at=snap.last_at,
+            dials=self._dials,
+            elapsed=self._finished_at,
+            stopped=self._stopping,
+        )
 
     # -- time ------------------------------------------------------------------------
 
@@ -810,6 +1086,7 @@ class Campaign:
         limiter = self._limiter
         pacer = self._pacer
         journal = self._journal
+        redis = self._redis
         waiting: anyio.Event | None = None  # set when the previous paced dial went out
         with anyio.CancelScope() as scope:
             self._dispatch_scope = scope
@@ -822,13 +1099,25 @@ class Campaign:
                 except anyio.WouldBlock:
                     await limiter.acquire_on_behalf_of(borrower)
                 handed_over = False
-                batch: Batch | None = None
+                batch: _Commit | None = None
                 job: _Job | None = None
                 try:
                     while job is None:
                         job = self._next_job()
                         if job is not None:
                             break
+                        if redis is not None:
+                            # distributed: the next target from Redis, or nothing yet
+                            claim = await redis.claim(1 + int(limiter.available_tokens))
+                            if isinstance(claim, Claim):
+                                job = self._from_claim(claim)
+                                continue
+                            if claim and not self._jobs:
+                                return  # every target of the campaign has an outcome
+                            self._wake = anyio.Event()
+                            with anyio.move_on_after(_POLL):
+                                await self._wake.wait()
+                            continue
                         if not exhausted:
                             if sync_source is not None:
                                 target = next(sync_source, None)
@@ -880,13 +1169,23 @@ class Campaign:
             return heapq.heappop(heap)[2]
         return None
 
+    def _from_claim(self, claim: Claim) -> _Job:
+        """A job for a target this worker took from Redis."""
+        target = claim.target
+        if target.options is None:
+            keywords = self._keywords
+        else:
+            keywords = _dial_keywords(self._options.merged(target.options))
+        job = _Job(target, claim.key, keywords, "")
+        job.tid = claim.handle
+        job.attempts = claim.attempts
+        job.tries = claim.tries
+        return job
+
     def _admit(self, target: Target) -> _Job | None:
         """A job for ``target``, or None when it is a duplicate, already has an
         outcome, or waits for a retry (then it goes on the retry heap)."""
-        if not isinstance(target, Target):
-            raise ValidationError(
-                "targets", f"expected Target objects, got {type(target).__name__}"
-            )
+        _check_target(target)
         key = target.key
         if key in self._seen:
             self._duplicates += 1
@@ -922,7 +1221,7 @@ class Campaign:
     # -- one attempt -----------------------------------------------------------------
 
     def _hand_over(
-        self, calls: anyio.abc.TaskGroup, job: _Job, batch: Batch, borrower: object
+        self, calls: anyio.abc.TaskGroup, job: _Job, batch: _Commit, borrower: object
     ) -> None:
         """Give the attempt to an idle worker of the task group, or start one (there are
         never more workers than live attempts: an attempt task is reused rather than a
@@ -934,7 +1233,7 @@ class Campaign:
         else:
             calls.start_soon(self._worker, job, batch, borrower, name="campaign worker")
 
-    async def _worker(self, job: _Job, batch: Batch, borrower: object) -> None:
+    async def _worker(self, job: _Job, batch: _Commit, borrower: object) -> None:
         """Run attempts one after the other until the dispatcher has no more. (The
         attempt is inlined here: every coroutine frame between an await and the event
         loop is paid again each time the call's HTTP answers and events resume it.)"""
@@ -1002,6 +1301,11 @@ class Campaign:
             await anyio.sleep(delay * self._scale)
         if self._hard:  # hard-stopped before the dial
             return _Result("not_sent", error="the campaign stopped before dialing")
+        redis = self._redis
+        if redis is not None and not await redis.begin(job.tid, job.tries):
+            # distributed: the shared token taken and the attempt marked dialing in one
+            # step in Redis, unless another worker took the target over meanwhile
+            return _Result("lost")
         # the token is taken here, with nothing between it and the dial's write
         now = self._now()
         pacer.take(now)
@@ -1148,6 +1452,8 @@ class Campaign:
         now_wall = time.time()
         key, n = job.tid, job.tries
         outcome = res.outcome
+        if outcome == "lost":  # another worker has the target: nothing of ours to record
+            return
         if outcome == "not_sent" or outcome == "refused":
             if outcome == "refused":
                 self._refused += 1
@@ -1208,7 +1514,8 @@ class Campaign:
         )
         if retry and rule is not None:
             job.call = None
-            heapq.heappush(self._heap, (self._now() + rule.after, next(self._seq), job))
+            if self._redis is None:  # distributed: the retry waits in Redis
+                heapq.heappush(self._heap, (self._now() + rule.after, next(self._seq), job))
         else:
             self._count(outcome)
 
@@ -1275,6 +1582,12 @@ class Campaign:
                         signal.signal(sig, handler)
                     except (ValueError, OSError):
                         pass
+
+
+def _check_target(target: Any) -> Target:
+    if not isinstance(target, Target):
+        raise ValidationError("targets", f"expected Target objects, got {type(target).__name__}")
+    return target
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -1353,54 +1666,77 @@ def export_report(
         raise ValueError(f"format: must be 'csv' or 'json', got {format!r}")
     j = _open_existing(journal)
     try:
-        rows = list(j.rows())
-        if format == "json":
-            targets = [
-                {
-                    "key": r.key,
-                    "number": r.number,
-                    "outcome": r.outcome if r.state == "done" else r.state,
-                    "attempts": r.attempts,
-                    "result": None if r.result is None else json.loads(r.result),
-                    "error": r.error,
-                    "end_reason": r.end_reason,
-                    "amd": r.amd,
-                    "call_id": r.call_id,
-                    "updated_at": r.updated_at,
-                    "data": json.loads(r.data),
-                }
-                for r in rows
-            ]
-            summary = msgspec.to_builtins(_report_from(j))
-            json.dump({"summary": summary, "targets": targets}, out, indent=2)
-            out.write("\n")
-            return len(rows)
-        datas = [json.loads(r.data) for r in rows]
-        extra: dict[str, None] = {}
-        for d in datas:
-            if isinstance(d, dict):
-                for k in d:
-                    if k not in _EXPORT_COLUMNS:
-                        extra.setdefault(str(k), None)
-        writer = csv.writer(out)
-        writer.writerow([*_EXPORT_COLUMNS, *extra])
-        for r, d in zip(rows, datas, strict=True):
-            d = d if isinstance(d, dict) else {}
-            writer.writerow(
-                [
-                    r.key,
-                    r.number,
-                    r.outcome if r.state == "done" else r.state,
-                    r.attempts,
-                    "" if r.result is None else r.result,
-                    r.error or "",
-                    r.end_reason or "",
-                    r.amd or "",
-                    r.call_id or "",
-                    f"{r.updated_at:.3f}",
-                    *("" if d.get(k) is None else d.get(k) for k in extra),
-                ]
-            )
-        return len(rows)
+        rows = [
+            {
+                "key": r.key,
+                "number": r.number,
+                "state": r.state,
+                "outcome": r.outcome,
+                "attempts": r.attempts,
+                "result": r.result,
+                "error": r.error,
+                "end_reason": r.end_reason,
+                "amd": r.amd,
+                "call_id": r.call_id,
+                "updated_at": r.updated_at,
+                "data": r.data,
+            }
+            for r in j.rows()
+        ]
+        return write_export(rows, _report_from(j), out, format)
     finally:
         j.close()
+
+
+def write_export(
+    rows: list[dict[str, Any]], summary: CampaignReport, out: IO[str], format: str
+) -> int:
+    """Write the export of ``rows`` (one per target: the journal's columns, ``result``
+    and ``data`` as JSON text) to ``out``; the same for a journal file and for Redis."""
+    if format == "json":
+        targets = [
+            {
+                "key": r["key"],
+                "number": r["number"],
+                "outcome": r["outcome"] if r["state"] == "done" else r["state"],
+                "attempts": r["attempts"],
+                "result": None if r["result"] is None else json.loads(r["result"]),
+                "error": r["error"],
+                "end_reason": r["end_reason"],
+                "amd": r["amd"],
+                "call_id": r["call_id"],
+                "updated_at": r["updated_at"],
+                "data": json.loads(r["data"]),
+            }
+            for r in rows
+        ]
+        json.dump({"summary": msgspec.to_builtins(summary), "targets": targets}, out, indent=2)
+        out.write("\n")
+        return len(rows)
+    datas = [json.loads(r["data"]) for r in rows]
+    extra: dict[str, None] = {}
+    for d in datas:
+        if isinstance(d, dict):
+            for k in d:
+                if k not in _EXPORT_COLUMNS:
+                    extra.setdefault(str(k), None)
+    writer = csv.writer(out)
+    writer.writerow([*_EXPORT_COLUMNS, *extra])
+    for r, d in zip(rows, datas, strict=True):
+        d = d if isinstance(d, dict) else {}
+        writer.writerow(
+            [
+                r["key"],
+                r["number"],
+                r["outcome"] if r["state"] == "done" else r["state"],
+                r["attempts"],
+                "" if r["result"] is None else r["result"],
+                r["error"] or "",
+                r["end_reason"] or "",
+                r["amd"] or "",
+                r["call_id"] or "",
+                f"{r['updated_at']:.3f}",
+                *("" if d.get(k) is None else d.get(k) for k in extra),
+            ]
+        )
+    return len(rows)

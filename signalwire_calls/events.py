@@ -1,4 +1,6 @@
-"""Typed webhook payloads (what each command's ``status_url`` receives), decoded by ``_codec.decode_event``.
+"""Typed webhook payloads (what each command's ``status_url`` receives).
+
+Decoded by ``_codec.decode_event``.
 
 Inbound data is read tolerantly: every field is optional, enum-like fields are plain
 ``str`` (a new state value never fails decoding) and unknown fields are ignored. The known
@@ -116,7 +118,8 @@ TAP_TERMINAL_STATES: Final = frozenset({"finished"})
 STREAM_TERMINAL_STATES: Final = frozenset({"finished"})
 #: Fax ``fax.type`` values that end the operation (other: ``page``).
 FAX_TERMINAL_TYPES: Final = frozenset({"finished", "error"})
-#: ``event_type`` given to a ``{"call": {...}, "vars": {...}}`` document (the SWML request for a call),
+#: ``event_type`` given to a ``{"call": {...}, "vars": {...}}`` document
+#: (the SWML request for a call),
 #: which carries no ``event_type`` of its own; it decodes to an ``UnknownEvent``.
 CALL_DOCUMENT_EVENT_TYPE: Final = "call"
 

@@ -1,4 +1,6 @@
-"""The call leg every successful command returns (the API's call-leg object), decoded by ``_codec.decode_leg``.
+"""The call leg every successful command returns (the API's call-leg object).
+
+Decoded by ``_codec.decode_leg``.
 
 The response is ``CallLeg | FabricSubscriberDeviceLeg`` told apart by ``type``; any other
 ``type`` (``video_room_pstn_leg``, ``dialogflow_call``, ...) decodes to ``GenericLeg``.

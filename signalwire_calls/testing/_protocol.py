@@ -81,7 +81,7 @@ def parse_command(
 
 
 def _apply_leniencies(parsed: ParsedCommand, new_control_id: Callable[[], str]) -> None:
-    """Rewrite the older (signalwire-sdk 3.7.5) bodies that the current API reference changed into current ones."""
+    """Rewrite older (signalwire-sdk 3.7.5) bodies the current API reference changed."""
     command, params = parsed.command, parsed.params
     notes: list[str] = []
     if command == "calling.record" and "audio" in params and "record" not in params:

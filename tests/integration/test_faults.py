@@ -1,4 +1,7 @@
-"""Adversity: the simulator's fault plan against the whole client (the correlation protocol of docs/architecture.md)."""
+"""Adversity: the simulator's fault plan against the whole client.
+
+The correlation protocol is in docs/architecture.md.
+"""
 
 from __future__ import annotations
 
