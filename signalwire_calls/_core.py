@@ -39,7 +39,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 import msgspec
 
@@ -70,7 +70,7 @@ from .events import (
 from .handles import NOTHING, OperationHandle, OperationKind
 from .legs import AnyLeg
 
-__all__ = ["Core", "RegistryStats"]
+__all__ = ["Core", "MeteredCore", "RegistryStats", "WaitMeter"]
 
 logger = logging.getLogger("signalwire_calls.core")
 _DEBUG: Final = logging.DEBUG
@@ -898,6 +898,59 @@ class Core:
             calls_ended_locally=self.calls_ended_locally,
             trace_errors=self.trace_errors,
         )
+
+
+class WaitMeter(Protocol):
+    """What a ``MeteredCore`` reports the waits it completes to (the session's
+    ``signalwire_calls.metrics.SessionMetrics``).
+
+    ``webhook_started`` is the clock reading taken when the receiver began handling the
+    webhook being delivered, ``None`` outside a webhook's delivery (a timer, a 404, a
+    replayed early event); ``observe_wait(started)`` is called once for each wait that
+    webhook completes.
+    """
+
+    @property
+    def webhook_started(self) -> float | None: ...
+
+    def observe_wait(self, started: float) -> None: ...
+
+
+class MeteredCore(Core):
+    """A ``Core`` that reports each wait a webhook completes to a ``WaitMeter``: an
+    operation settled (``finished()``), a call answered (``answered()``), a call ended
+    (``ended()``, and operations its end settles at once).
+
+    A subclass, so a session without metrics pays nothing on its webhook path.
+    """
+
+    def __init__(self, transport: Transport, *, meter: WaitMeter, **options: Any) -> None:
+        super().__init__(transport, **options)
+        self._meter = meter
+
+    def _waited(self) -> None:
+        meter = self._meter
+        started = meter.webhook_started
+        if started is not None:
+            meter.observe_wait(started)
+
+    def _feed(self, handle: OperationHandle[Any], event: Event) -> None:
+        super()._feed(handle, event)
+        if handle.done:  # a pending handle: the core forgets handles once settled
+            self._waited()
+
+    def _apply_call(self, call: Call, event: Event) -> None:
+        before = call.state
+        super()._apply_call(call, event)
+        after = call.state
+        if after != before and (after == "answered" or after == "ended"):
+            self._waited()
+
+    def _settle(self, handle: OperationHandle[Any], outcome: Any) -> None:
+        done = handle.done
+        super()._settle(handle, outcome)
+        if not done:
+            self._waited()
 
 
 #: Event classes not routed by ``control_id``: call state and refer events (by call),

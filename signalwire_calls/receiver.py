@@ -39,6 +39,7 @@ __all__ = [
     "ASGIReceiver",
     "EventSink",
     "InboundAnswer",
+    "MetricsSource",
     "Receiver",
     "ReceiverSettings",
     "ReceiverStats",
@@ -79,6 +80,23 @@ class InboundAnswer(Protocol):
     def answer(self, body: bytes) -> bytes | None: ...
 
 
+class MetricsSource(Protocol):
+    """What the receiver needs to time webhooks and serve ``metrics_path`` (the
+    session's ``signalwire_calls.metrics.SessionMetrics`` implements it).
+
+    ``begin_webhook`` is called when the receiver starts handling a webhook's body and
+    ``end_webhook`` when it is done with it (both on the webhook path: keep them cheap);
+    ``render(accept)`` returns the exposition (body, content type) for a scrape whose
+    ``Accept`` header is ``accept``.
+    """
+
+    def begin_webhook(self) -> None: ...
+
+    def end_webhook(self) -> None: ...
+
+    def render(self, accept: str | None) -> tuple[bytes, str]: ...
+
+
 class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Configuration of the webhook receiver.
 
@@ -90,6 +108,12 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     proxy. Without it the URL the server saw (``scheme://host/path?query``) is used.
     ``signing_key`` turns verification on (the SHA-256 header is preferred, the SHA-1
     one accepted); ``max_body_size`` bounds a body in bytes (413 beyond).
+
+    ``metrics_path`` (``"/metrics"``, say) turns Prometheus metrics on: the receiver then
+    answers GET requests there with the session's counters and its webhook-to-waiter
+    latency histogram (needs the ``metrics`` extra, ``prometheus-client``; see
+    ``signalwire_calls.metrics``). It is served without authentication: on a public
+    receiver, restrict it at your proxy.
 
     ``body_timeout`` (seconds) bounds the read of one body, from the end of the headers:
     a client slower than that gets 408 and its connection is closed (all three front
@@ -109,16 +133,26 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_size: int = 256 * 1024
     body_timeout: float = 10.0
     keepalive_timeout: float = 75.0
+    metrics_path: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("path", "inbound_path"):
-            route: str = getattr(self, name)
-            if not route.startswith("/") or "?" in route or "#" in route:
+        for name in ("path", "inbound_path", "metrics_path"):
+            route: str | None = getattr(self, name)
+            if route is None and name == "metrics_path":
+                continue
+            if (
+                not isinstance(route, str)
+                or not route.startswith("/")
+                or "?" in route
+                or "#" in route
+            ):
                 raise ConfigurationError(
                     f"{name}: must start with '/' and hold no query or fragment, got {route!r}"
                 )
         if self.inbound_path == self.path:
             raise ConfigurationError("inbound_path: must differ from path")
+        if self.metrics_path in (self.path, self.inbound_path):
+            raise ConfigurationError("metrics_path: must differ from path and inbound_path")
         if self.public_url is not None:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -189,6 +223,7 @@ class _Core:
 
     __slots__ = (
         "_error_log",
+        "_metrics_log",
         "_signature_log",
         "_sink_log",
         "_timeout_log",
@@ -198,6 +233,8 @@ class _Core:
         "body_timeout",
         "inbound",
         "max_body_size",
+        "metrics",
+        "metrics_path",
         "protocol_log",
         "received",
         "rejected_error",
@@ -214,11 +251,18 @@ class _Core:
     )
 
     def __init__(
-        self, sink: EventSink, settings: ReceiverSettings, inbound: InboundAnswer | None = None
+        self,
+        sink: EventSink,
+        settings: ReceiverSettings,
+        inbound: InboundAnswer | None = None,
+        metrics: MetricsSource | None = None,
     ) -> None:
         self.sink = sink
         self.settings = settings
         self.inbound = inbound
+        self.metrics = metrics
+        # served only with a source to render: a path without one is refused by _make_core
+        self.metrics_path = settings.metrics_path if metrics is not None else None
         self.signing_key = settings.signing_key
         self._verifier = Verifier(settings.signing_key) if settings.signing_key else None
         self.base_url = settings.public_url.rstrip("/") if settings.public_url else None
@@ -239,6 +283,7 @@ class _Core:
         self._error_log = LogThrottle(logger, logging.ERROR)
         self._sink_log = LogThrottle(logger, logging.ERROR)
         self.protocol_log = LogThrottle(logger)
+        self._metrics_log = LogThrottle(logger, logging.ERROR)
 
     def stats(self) -> ReceiverStats:
         return ReceiverStats(
@@ -359,6 +404,52 @@ class _Core:
         )
         return 403
 
+    def scrape(self, method: str, accept: str | None) -> tuple[int, bytes, str | None]:
+        """Answer a request at ``metrics_path``: (status, body, content type)."""
+        metrics = self.metrics
+        if method != "GET" or metrics is None:
+            return 405, b"", None
+        try:
+            body, content_type = metrics.render(accept)
+        except Exception as exc:  # a bug in a collector: logged, never a traceback flood
+            self._metrics_log("metrics: rendering failed", exc_info=exc)
+            return 500, b"", None
+        return 200, body, content_type
+
+
+class _MeteredCore(_Core):
+    """A ``_Core`` that tells its ``MetricsSource`` when it begins and ends handling a
+    webhook's body (the start of the webhook-to-waiter latency). A subclass, so a
+    receiver without metrics pays nothing for it."""
+
+    __slots__ = ()
+
+    def process(self, body: bytes, url: str, header: Callable[[str], str | None]) -> int:
+        metrics = self.metrics
+        assert metrics is not None
+        metrics.begin_webhook()
+        try:
+            return super().process(body, url, header)
+        finally:
+            metrics.end_webhook()
+
+
+def _make_core(
+    sink: EventSink,
+    settings: ReceiverSettings | None,
+    inbound: InboundAnswer | None,
+    metrics: MetricsSource | None,
+) -> _Core:
+    settings = settings or ReceiverSettings()
+    if metrics is None:
+        if settings.metrics_path is not None:
+            raise ConfigurationError(
+                "metrics_path: set, but no metrics= source to serve (a CallSession passes "
+                "its own; see signalwire_calls.metrics)"
+            )
+        return _Core(sink, settings, inbound)
+    return _MeteredCore(sink, settings, inbound, metrics)
+
 
 # --------------------------------------------------------------------------- aiohttp
 
@@ -386,6 +477,19 @@ def _closing(status: int) -> web.Response:
     return response
 
 
+def _metrics_response(core: _Core, request: web.BaseRequest) -> web.Response:
+    """The answer at ``metrics_path``: the exposition to a GET, else 405."""
+    status, body, content_type = core.scrape(request.method, request.headers.get(hdrs.ACCEPT))
+    if status == 405:
+        response = _closing(405)  # a body sent along is left unread
+        response.headers[hdrs.ALLOW] = "GET"
+        return response
+    response = web.Response(status=status, body=body)
+    if content_type is not None:
+        response.headers[hdrs.CONTENT_TYPE] = content_type
+    return response
+
+
 def _make_handler(
     core: _Core, *, route: bool = False, inbound: bool = False
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
@@ -403,6 +507,8 @@ def _make_handler(
             here = request.path
             swml = here == inbound_path
             if request.method != "POST" or (here != path and not swml):
+                if here == core.metrics_path:
+                    return _metrics_response(core, request)
                 # closing: a body sent along is left unread (and aiohttp may fail to drain it)
                 response = _closing(404 if here != path and not swml else 405)
                 if response.status == 405:
@@ -456,6 +562,7 @@ def create_app(
     settings: ReceiverSettings | None = None,
     *,
     inbound: InboundAnswer | None = None,
+    metrics: MetricsSource | None = None,
 ) -> web.Application:
     """An aiohttp app answering webhook POSTs at ``settings.path`` (and, with
     ``inbound``, the platform's SWML requests for inbound calls at ``inbound_path``).
@@ -465,9 +572,10 @@ def create_app(
     body deadline is applied here; keep-alive and what aiohttp's HTTP parser logs for
     junk requests (one ERROR traceback each, at ``aiohttp.server``) are your server's:
     pass ``keepalive_timeout=`` to your ``AppRunner``, and a ``logger=`` or a filter on
-    ``aiohttp.server`` if junk requests reach it.
+    ``aiohttp.server`` if junk requests reach it. With ``metrics`` (a session passes its
+    own) webhooks are timed and ``settings.metrics_path``, if set, serves them (GET).
     """
-    return _build_app(_Core(sink, settings or ReceiverSettings(), inbound))
+    return _build_app(_make_core(sink, settings, inbound, metrics))
 
 
 def _build_app(core: _Core) -> web.Application:
@@ -476,6 +584,13 @@ def _build_app(core: _Core) -> web.Application:
     app.router.add_post(core.settings.path, _make_handler(core))
     if core.inbound is not None:
         app.router.add_post(core.settings.inbound_path, _make_handler(core, inbound=True))
+    if core.metrics_path is not None:
+
+        async def metrics(request: web.Request) -> web.Response:
+            return _metrics_response(core, request)
+
+        # GET only: aiohttp's router answers any other method with 405
+        app.router.add_get(core.metrics_path, metrics, allow_head=False)
     return app
 
 
@@ -527,7 +642,8 @@ class Receiver:
     The server closes a connection idle for ``settings.keepalive_timeout`` and, after a
     refusal, drains the rest of an unread body for at most ``settings.body_timeout``.
     Requests its HTTP parser refuses are counted (``rejected_protocol``) and logged once
-    a minute at most.
+    a minute at most. With ``metrics`` (a session passes its own) webhooks are timed and
+    ``settings.metrics_path``, if set, serves them (GET; ``metrics_url``).
 
         async with Receiver(sink, ReceiverSettings(), port=0) as receiver:
             status_url = receiver.url
@@ -543,6 +659,7 @@ class Receiver:
         access_log: bool = False,
         shutdown_timeout: float = 5.0,
         inbound: InboundAnswer | None = None,
+        metrics: MetricsSource | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"port: must be 0..65535, got {port}")
@@ -550,7 +667,7 @@ class Receiver:
             raise ConfigurationError(
                 f"shutdown_timeout: must be a finite number >= 0, got {shutdown_timeout}"
             )
-        self._core = _Core(sink, settings or ReceiverSettings(), inbound)
+        self._core = _make_core(sink, settings, inbound, metrics)
         self._host = host
         self._port = port
         self._access_log = access_log
@@ -582,6 +699,15 @@ class Receiver:
             raise RuntimeError("the receiver has no port yet: await start() first")
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._port}{self._core.settings.path}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://host:port/metrics`` -- where Prometheus scrapes this server (``None``
+        when metrics are off)."""
+        metrics_path = self._core.metrics_path
+        if metrics_path is None:
+            return None
+        return self.url.removesuffix(self._core.settings.path) + metrics_path
 
     def stats(self) -> ReceiverStats:
         """A snapshot of the counters (kept across restarts)."""
@@ -649,6 +775,7 @@ class Receiver:
 
 _EMPTY_HEADERS = [(b"content-length", b"0")]
 _405_HEADERS = [(b"content-length", b"0"), (b"allow", b"POST")]
+_405_GET_HEADERS = [(b"content-length", b"0"), (b"allow", b"GET")]
 _CLOSE_HEADERS = [(b"content-length", b"0"), (b"connection", b"close")]
 _SIGNATURE_NAMES = {name.lower().encode(): name for name in (SHA256_HEADER, SHA1_HEADER)}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
@@ -673,8 +800,9 @@ class ASGIReceiver:
         settings: ReceiverSettings | None = None,
         *,
         inbound: InboundAnswer | None = None,
+        metrics: MetricsSource | None = None,
     ) -> None:
-        self._core = _Core(sink, settings or ReceiverSettings(), inbound)
+        self._core = _make_core(sink, settings, inbound, metrics)
 
     def stats(self) -> ReceiverStats:
         return self._core.stats()
@@ -699,7 +827,10 @@ class ASGIReceiver:
             path = root + path
         swml = core.inbound is not None and relative == core.settings.inbound_path
         if relative != core.settings.path and not swml:
-            await _respond(send, 404, _EMPTY_HEADERS)
+            if relative == core.metrics_path:
+                await self._scrape(scope, send)
+            else:
+                await _respond(send, 404, _EMPTY_HEADERS)
             return
         if scope["method"] != "POST":
             await _respond(send, 405, _405_HEADERS)
@@ -726,6 +857,22 @@ class ASGIReceiver:
             await send({"type": "http.response.body", "body": reply})
         elif status:
             await _respond(send, status, _EMPTY_HEADERS)
+
+    async def _scrape(self, scope: Scope, send: ASGISend) -> None:
+        accept: str | None = None
+        for name, value in scope["headers"]:
+            if name.lower() == b"accept":
+                accept = value.decode(errors="replace")
+                break
+        status, body, content_type = self._core.scrape(scope["method"], accept)
+        if status == 405:
+            await _respond(send, 405, _405_GET_HEADERS)
+            return
+        headers = [(b"content-length", str(len(body)).encode())]
+        if content_type is not None:
+            headers.append((b"content-type", content_type.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _serve(
         self, scope: Scope, path: str, receive: ASGIReceive, swml: bool
@@ -811,7 +958,9 @@ def asgi_app(
     settings: ReceiverSettings | None = None,
     *,
     inbound: InboundAnswer | None = None,
+    metrics: MetricsSource | None = None,
 ) -> ASGIReceiver:
     """An ASGI 3 app feeding ``sink`` (mount it in FastAPI / Starlette); with
-    ``inbound`` it also answers inbound calls' SWML requests at ``inbound_path``."""
-    return ASGIReceiver(sink, settings, inbound=inbound)
+    ``inbound`` it also answers inbound calls' SWML requests at ``inbound_path``; with
+    ``metrics`` it times webhooks and serves ``metrics_path`` (GET), if set."""
+    return ASGIReceiver(sink, settings, inbound=inbound, metrics=metrics)

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 import anyio
@@ -28,7 +28,7 @@ import msgspec
 from aiohttp import web
 
 from . import commands as _cmd
-from ._core import Core, RegistryStats
+from ._core import Core, MeteredCore, RegistryStats
 from ._inbound import InboundDispatcher, InboundHandler, InboundStats, SwmlReply
 from ._retry import RetryPolicy
 from ._settings import HTTPSettings, base_url_for_space, credentials_from_env
@@ -46,6 +46,9 @@ from .receiver import (
     asgi_app,
     create_app,
 )
+
+if TYPE_CHECKING:
+    from .metrics import SessionMetrics
 
 __all__ = ["CallSession", "SessionStats", "TraceRecord"]
 
@@ -198,17 +201,28 @@ class CallSession:
         )
         self._trace = trace
         self._t0 = time.monotonic()
-        self._core = Core(
-            self._transport,
-            call_end_grace=call_end_grace,
-            early_event_ttl=early_event_ttl,
-            early_event_max=early_event_max,
-            wait_timeout=wait_timeout,
-            max_call_length=max_call_length,
-            webhook_warning_after=webhook_warning_after,
-            trace_command=self._trace_command if trace else None,
-            trace_event=self._trace_event if trace else None,
-            rejections=self._signature_rejections,
+        self._metrics: SessionMetrics | None = None
+        if settings.metrics_path is not None:
+            from .metrics import SessionMetrics  # the metrics extra: a clear ImportError
+
+            self._metrics = SessionMetrics(self.stats)
+        options: dict[str, Any] = {
+            "call_end_grace": call_end_grace,
+            "early_event_ttl": early_event_ttl,
+            "early_event_max": early_event_max,
+            "wait_timeout": wait_timeout,
+            "max_call_length": max_call_length,
+            "webhook_warning_after": webhook_warning_after,
+            "trace_command": self._trace_command if trace else None,
+            "trace_event": self._trace_event if trace else None,
+            "rejections": self._signature_rejections,
+        }
+        # with metrics, a core that times the waits webhooks complete (a subclass: a
+        # session without metrics pays nothing for them)
+        self._core: Core = (
+            Core(self._transport, **options)
+            if self._metrics is None
+            else MeteredCore(self._transport, meter=self._metrics, **options)
         )
         self._receiver_host = receiver_host
         self._receiver_port = receiver_port
@@ -302,6 +316,7 @@ class CallSession:
                 host=self._receiver_host,
                 port=self._receiver_port,
                 inbound=self._answer,
+                metrics=self._metrics,
             )
             try:
                 await receiver.start()
@@ -451,16 +466,26 @@ class CallSession:
     def webhook_app(self) -> web.Application:
         """An aiohttp ``Application`` feeding this session, to mount in your own app
         (under ``mount_path``); ``stats()`` then reports its counters."""
-        app = create_app(self._core, self._receiver_settings, inbound=self._answer)
+        app = create_app(
+            self._core, self._receiver_settings, inbound=self._answer, metrics=self._metrics
+        )
         self._mounted_stats = lambda: app_stats(app)
         return app
 
     def asgi_app(self) -> ASGIReceiver:
         """An ASGI app feeding this session (FastAPI / Starlette ``mount`` under
         ``mount_path``); ``stats()`` then reports its counters."""
-        app = asgi_app(self._core, self._receiver_settings, inbound=self._answer)
+        app = asgi_app(
+            self._core, self._receiver_settings, inbound=self._answer, metrics=self._metrics
+        )
         self._mounted_stats = app.stats
         return app
+
+    @property
+    def metrics(self) -> SessionMetrics | None:
+        """The session's Prometheus metrics (``None`` unless the receiver settings have
+        a ``metrics_path``): ``metrics.registry`` is its own ``CollectorRegistry``."""
+        return self._metrics
 
     def _receiver_stats(self) -> ReceiverStats | None:
         if self._receiver is not None:
