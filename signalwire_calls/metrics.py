@@ -47,8 +47,8 @@ __all__ = ["DEFAULT_BUCKETS", "PREFIX", "SessionCollector", "SessionMetrics", "S
 #: The prefix of every metric name.
 PREFIX = "signalwire_calls"
 
-#: Buckets (seconds) of the webhook-to-waiter histogram: the library's own part is tens
-#: of microseconds; a busy event loop shows up in the upper buckets.
+#: Buckets (seconds) of the webhook-to-waiter histogram: the library's part is a few to
+#: tens of microseconds; the upper buckets catch a process that stalled meanwhile.
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.0001,
     0.00025,
