@@ -924,12 +924,11 @@ class MeteredCore(Core):
     A subclass, so a session without metrics pays nothing on its webhook path.
     """
 
-    def __init__(self, transport: Transport, *, meter: WaitMeter, **options: Any) -> None:
-        super().__init__(transport, **options)
-        self._meter = meter
+    #: Set by the session right after construction, before any webhook.
+    meter: WaitMeter
 
     def _waited(self) -> None:
-        meter = self._meter
+        meter = self.meter
         started = meter.webhook_started
         if started is not None:
             meter.observe_wait(started)

@@ -206,24 +206,24 @@ class CallSession:
             from .metrics import SessionMetrics  # the metrics extra: a clear ImportError
 
             self._metrics = SessionMetrics(self.stats)
-        options: dict[str, Any] = {
-            "call_end_grace": call_end_grace,
-            "early_event_ttl": early_event_ttl,
-            "early_event_max": early_event_max,
-            "wait_timeout": wait_timeout,
-            "max_call_length": max_call_length,
-            "webhook_warning_after": webhook_warning_after,
-            "trace_command": self._trace_command if trace else None,
-            "trace_event": self._trace_event if trace else None,
-            "rejections": self._signature_rejections,
-        }
         # with metrics, a core that times the waits webhooks complete (a subclass: a
         # session without metrics pays nothing for them)
-        self._core: Core = (
-            Core(self._transport, **options)
-            if self._metrics is None
-            else MeteredCore(self._transport, meter=self._metrics, **options)
+        core_class: type[Core] = Core if self._metrics is None else MeteredCore
+        self._core = core_class(
+            self._transport,
+            call_end_grace=call_end_grace,
+            early_event_ttl=early_event_ttl,
+            early_event_max=early_event_max,
+            wait_timeout=wait_timeout,
+            max_call_length=max_call_length,
+            webhook_warning_after=webhook_warning_after,
+            trace_command=self._trace_command if trace else None,
+            trace_event=self._trace_event if trace else None,
+            rejections=self._signature_rejections,
         )
+        if isinstance(self._core, MeteredCore):
+            assert self._metrics is not None
+            self._core.meter = self._metrics
         self._receiver_host = receiver_host
         self._receiver_port = receiver_port
         self._serve_receiver = serve_receiver
