@@ -164,7 +164,8 @@ async def _run_dlq(args: argparse.Namespace) -> int:
     finally:
         await bus.aclose()
     if not args.json:
-        print(f"{total} webhook(s) dead-lettered in all; the newest {len(letters)}:")
+        newest = f"; the newest {len(letters)}:" if letters else ""
+        print(f"{total} webhook(s) dead-lettered in all{newest}")
     for letter in letters:
         event_type, call_id = _summary(letter.body)
         if args.json:
