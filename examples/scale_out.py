@@ -150,7 +150,7 @@ async def demo(redis_url: str) -> int:
                 "--port",
                 "0",
                 stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            )
             for _ in range(RECEIVERS)
         ]
         try:
@@ -170,7 +170,7 @@ async def demo(redis_url: str) -> int:
                     front.url,
                     redis_url,
                     key,
-                )  # fmt: skip
+                )
                 for n in range(WORKERS)
             ]
             codes = [await proc.wait() for proc in workers]
