@@ -76,23 +76,28 @@ _BATCH_BYTES = 4 * 1024 * 1024
 _READ_COUNT = 500
 _BLOCK_MS = 1000
 _BACKOFF_CAP = 1.0
+#: An inbox expires this long (ms) after its owner last refreshed its liveness (at least).
+_INBOX_TTL_MS = 60_000
 
 # KEYS: dlq, stats, then per event its owner's liveness key and inbox (the dlq key twice
 # for an event that names no valid owner).
-# ARGV: now (wall, s), inbox maxlen, dlq maxlen, receiver id, then per event: owner,
+# ARGV: now (wall, s), inbox maxlen, dlq maxlen, receiver id, inbox TTL (ms; for an
+# inbox that has none: its owner may die before setting one), then per event: owner,
 # reason ('' when it names a valid owner), body.
 # Returns one number per event: 1 forwarded, 0 dead-lettered.
 _FORWARD = """
 local dlq, stats = KEYS[1], KEYS[2]
 local out = {}
 local dead = 0
-local n = (#ARGV - 4) / 3
+local n = (#ARGV - 5) / 3
 for i = 1, n do
-  local a = 4 + 3 * (i - 1)
+  local a = 5 + 3 * (i - 1)
   local owner, reason, body = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   if reason == '' then
     if redis.call('EXISTS', KEYS[1 + 2 * i]) == 1 then
-      redis.call('XADD', KEYS[2 + 2 * i], 'MAXLEN', '~', ARGV[2], '*', 'b', body)
+      local inbox = KEYS[2 + 2 * i]
+      redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[2], '*', 'b', body)
+      if redis.call('PTTL', inbox) < 0 then redis.call('PEXPIRE', inbox, ARGV[5]) end
       out[i] = 1
     else
       reason = 'owner_gone'
@@ -441,6 +446,7 @@ class RedisBus:
                     str(self._inbox_maxlen),
                     str(self._dlq_maxlen),
                     self._name,
+                    str(_INBOX_TTL_MS),
                 ]
                 for item in batch:
                     if item.reason:
@@ -481,7 +487,7 @@ class RedisBus:
         ttl_ms = int(self._ttl * 1000)
         async with client.pipeline(transaction=False) as pipe:
             pipe.set(_OWNER_KEY + self._owner_id, self._name, px=ttl_ms)
-            pipe.pexpire(_INBOX_KEY + self._owner_id, max(ttl_ms * 10, 60_000))
+            pipe.pexpire(_INBOX_KEY + self._owner_id, max(ttl_ms * 10, _INBOX_TTL_MS))
             await pipe.execute()
 
     async def _liveness(self) -> None:

@@ -519,3 +519,54 @@ def test_bad_bus_options_are_named() -> None:
         RedisBus("redis://x", liveness_ttl=0)
     with pytest.raises(ConfigurationError, match="bus: expected a RedisBus"):
         CallSession(space="http://127.0.0.1:1", project="p", token="t", bus="redis://x")  # type: ignore[arg-type]
+
+
+_DOOMED_OWNER = """
+import asyncio, sys
+from signalwire_calls import RedisBus
+
+async def main() -> None:
+    bus = RedisBus(sys.argv[1], owner_id="doomed", liveness_ttl=0.5)
+    await bus.serve(lambda event: None)
+    print("serving", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_an_owner_killed_is_gone_once_its_liveness_expires(
+    redis_server: RedisServer,
+) -> None:
+    """A process that dies (SIGKILL: no goodbye) stops refreshing its liveness key: its
+    webhooks are forwarded while the key lives, dead-lettered once it expired."""
+    proc = await anyio.to_thread.run_sync(
+        _popen, [sys.executable, "-c", _DOOMED_OWNER, redis_server.url]
+    )
+    try:
+        assert proc.stdout is not None
+        assert await anyio.to_thread.run_sync(proc.stdout.readline) == "serving\n"
+        async with RedisBus(redis_server.url) as bus:
+            body = _state_body("c-3")
+            assert await bus.forward("doomed", body)
+            proc.send_signal(signal.SIGKILL)
+            await anyio.to_thread.run_sync(proc.wait)
+            assert await bus.forward("doomed", body)  # its key outlives it a moment
+            assert bus.stats().forwarded == 2
+            with anyio.fail_after(T):
+                while bus.stats().dead_lettered == 0:
+                    assert await bus.forward("doomed", body)
+                    await anyio.sleep(0.05)
+            total, letters = await bus.dead_letters(1)
+            assert total == bus.stats().dead_lettered
+            assert (letters[0].owner, letters[0].reason) == ("doomed", "owner_gone")
+            async with Redis.from_url(redis_server.url) as client:
+                # the two it got before dying wait in its inbox, which expires in time
+                assert await client.xlen("swc:inbox:doomed") >= 2
+                assert 0 < await client.pttl("swc:inbox:doomed") <= 60_000
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
