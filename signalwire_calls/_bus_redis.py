@@ -382,9 +382,15 @@ class RedisBus:
         (the session calls this when it opens)."""
         if self._sink is not None:
             raise SessionStateError("bus: already serving a session")
+        from redis.exceptions import RedisError
+
         await self.open()
         assert self._client is not None
-        await self._refresh(self._client)
+        try:
+            await self._refresh(self._client)
+        except (RedisError, OSError, TimeoutError) as exc:
+            detail = str(exc).replace(self._secret_url, self.url) or type(exc).__name__
+            raise OSError(f"redis: cannot reach {self.url}: {detail}") from None
         self._sink = sink
         loop = asyncio.get_running_loop()
         self._tasks = [

@@ -570,3 +570,17 @@ async def test_an_owner_killed_is_gone_once_its_liveness_expires(
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.parametrize("command", ["receiver", "dlq"])
+async def test_the_commands_name_an_unreachable_redis_without_its_password(command: str) -> None:
+    url = f"redis://:s3cret@127.0.0.1:{_free_port()}/0"
+    args = [sys.executable, "-m", "signalwire_calls", command, "--redis", url]
+    if command == "receiver":
+        args += ["--signing-key", "k", "--port", "0"]
+    proc = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: redis: cannot reach redis://:***@127.0.0.1:")
+    assert "s3cret" not in proc.stderr + proc.stdout
