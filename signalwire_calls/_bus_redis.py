@@ -214,6 +214,9 @@ async def _connect(secret_url: str, connect_timeout: float) -> Redis:
         await client.aclose()
         detail = str(exc).replace(secret_url, url) or type(exc).__name__
         raise OSError(f"redis: cannot reach {url}: {detail}") from None
+    except BaseException:  # cancelled: close what was opened
+        await client.aclose()
+        raise
     return client
 
 
