@@ -22,6 +22,8 @@ import aiohttp
 import anyio
 import anyio.to_thread
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from signalwire_calls import (
@@ -458,7 +460,15 @@ async def test_asgi_and_mounted_receivers_route_too(redis_server: RedisServer) -
         total, letters = await bus.dead_letters(5)
         assert total == 1
         assert letters[0].owner == "gone-owner"
-        assert create_app(bus, router=bus) is not None
+        # the aiohttp app, mounted under a prefix in a real server
+        root = web.Application()
+        root.add_subapp("/hooks", create_app(bus, router=bus))
+        async with TestServer(root, host="127.0.0.1") as server:
+            url = str(server.make_url("/hooks/signalwire/events?swc_owner=another-gone"))
+            assert await _post(url, body, None) == 200
+        total, letters = await bus.dead_letters(5)
+        assert total == 2
+        assert (letters[-1].owner, letters[-1].reason) == ("another-gone", "owner_gone")
 
 
 # ------------------------------------------------------------------------ start and misuse
