@@ -149,7 +149,7 @@ async def test_three_workers_two_receivers_every_handle_settles(
     redis_server: RedisServer,
 ) -> None:
     async with make_simulator() as sim, cluster(redis_server.url, sim) as c:
-        results = await run_flows(c.workers, 6)
+        results = await run_flows(c.workers, 15)
         await sim.wait_for_webhooks_idle(timeout=T)
         owners = {w.bus.owner_id for w in c.workers if w.bus is not None}
         assert len(owners) == 3
@@ -171,7 +171,7 @@ async def test_three_workers_two_receivers_every_handle_settles(
         # each worker got exactly the webhooks of its own calls
         received = [w.stats().bus for w in c.workers]
         assert sum(b.received for b in received if b is not None) == len(delivered)
-    assert_flow_results(results, 18)
+    assert_flow_results(results, 45)
 
 
 async def test_a_receiver_killed_mid_run_loses_nothing(redis_server: RedisServer) -> None:
