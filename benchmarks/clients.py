@@ -302,12 +302,13 @@ async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
     keep-alive connections, as fast as possible (``--concurrency``) or paced (``--rate``)."""
     from signalwire_calls._signing import SHA256_HEADER, sign_sha256
 
-    url = f"http://{HOST}:{args.port}{EVENT_PATH}"
+    path = EVENT_PATH + args.query
+    url = f"http://{HOST}:{args.port}{path}"
     requests: list[bytes] = []
     for i in range(args.start, args.start + args.count):
         body = _event_body(args.prefix, i, args.calls)
         headers = {SHA256_HEADER: sign_sha256(SIGNING_KEY, url, body)} if args.signed else {}
-        requests.append(raw_post(args.port, EVENT_PATH, body, headers))
+        requests.append(raw_post(args.port, path, body, headers))
     statuses: dict[int, int] = {}
     send_ns: list[int] = [0] * args.count
     deadline = time.perf_counter() + args.max_seconds
@@ -441,6 +442,7 @@ def main() -> None:
     l_.add_argument("--rate", type=float, default=0.0)
     l_.add_argument("--signed", action="store_true")
     l_.add_argument("--max-seconds", type=float, default=30.0)
+    l_.add_argument("--query", default="", help="appended to the path: '?swc_owner=...'")
     f = sub.add_parser("flows")
     f.add_argument("--url", required=True)
     f.add_argument("--concurrency", type=int, default=100)

@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import PROJECT, SIGNING_KEY, TOKEN, Child, percentile, python_env
+from routing_bench import bench_routing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -657,6 +658,8 @@ TARGETS = {
     "receiver_ratio": 0.95,  # session/bare events/s, signed and unsigned: >=
     "waiter_p99_us": 1000.0,  # webhook-to-waiter p99 at 1,000 events/s: <
     "bytes_per_handle": 460.0,  # at the largest memory count: <=
+    "routing_ratio": 0.5,  # events/s routed through Redis / delivered in-process: >=
+    "routing_added_p99_us": 2000.0,  # added webhook-to-waiter p99 at 1,000/s: <=
 }
 
 
@@ -725,6 +728,8 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
             "session": _g(cmd, "c1000", "session", "p99_us", "median"),
             "bare_aiohttp": _g(cmd, "c1000", "bare_aiohttp", "p99_us", "median"),
         },
+        # cross-process routing on Redis (with redis-py's own parser; hiredis beside)
+        "routing": res.get("routing") or None,
     }
     measured = {
         "command_ratio": out["command_ratio"],
@@ -733,8 +738,15 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         "receiver_ratio": out["receiver_ratio"],
         "waiter_p99_us": out["waiter_latency_us"]["p99"],
         "bytes_per_handle": out["bytes_per_handle"]["h100k"],
+        "routing_ratio": _g(res, "routing", "pure", "ratio_events_per_s"),
+        "routing_added_p99_us": _g(res, "routing", "pure", "added_p99_us"),
     }
-    upper = ("command_instructions_ratio", "waiter_p99_us", "bytes_per_handle")
+    upper = (
+        "command_instructions_ratio",
+        "waiter_p99_us",
+        "bytes_per_handle",
+        "routing_added_p99_us",
+    )
     out["targets"] = {
         k: {
             "measured": v,
@@ -917,6 +929,8 @@ _TARGET_NAMES = {
     "receiver_ratio": "receiver events/s session/bare, worst of signed/unsigned (>=)",
     "waiter_p99_us": "webhook-to-waiter p99 us at 1,000/s, worst of both (<)",
     "bytes_per_handle": "bytes per pending handle at the largest count (<=)",
+    "routing_ratio": "events/s routed through Redis / in-process (>=)",
+    "routing_added_p99_us": "added webhook-to-waiter p99 us when routed, at 1,000/s (<=)",
 }
 
 
@@ -938,6 +952,8 @@ def main(argv: list[str] | None = None) -> int:
     default_only = "commands,receiver,flows,memory,codec"
     if profile == "full":
         default_only += ",instructions"
+    if shutil.which("redis-server"):
+        default_only += ",routing"
     only = set((args.only or default_only).split(","))
     scenarios: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "commands": bench_commands,
@@ -946,6 +962,9 @@ def main(argv: list[str] | None = None) -> int:
         "memory": bench_memory,
         "codec": bench_codec,
         "instructions": bench_instructions,
+        "routing": lambda p: bench_routing(
+            {"reps": p["reps"], "events": p["rec_events"], "lat_events": p["lat_events"]}
+        ),
     }
     t0 = time.monotonic()
     res: dict[str, Any] = {
@@ -963,7 +982,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _kill_all()
     res["elapsed_s"] = time.monotonic() - t0
-    if only >= set(scenarios) - {"instructions"}:
+    if only >= set(scenarios) - {"instructions", "routing"}:
         res["summary"] = summary(res, p)
         print(table(res, p))
     print(f"\n({profile} run, {res['elapsed_s']:.0f} s)")

@@ -6,7 +6,10 @@
         a webhook receiver holding N pending handles (ours: CallSession's receiver and
         registry; bare: an aiohttp handler doing decode + dict lookup + future
         resolution), plus a control server to arm finished() waiters and read their
-        wake-up times.
+        wake-up times. With ``--bus REDIS_URL`` the session has a RedisBus (owner id
+        ``--owner``): webhooks forwarded to it through Redis reach the same handles.
+    python benchmarks/servers.py forwarder --redis URL [--signed]
+        a stateless receiver (RedisBus.receiver) forwarding every webhook to its owner.
 
 Each prints ``BENCH-READY {json}`` once it serves.
 """
@@ -131,14 +134,16 @@ class _SessionHost(_Host):
     ``Call._start`` registers them (before the POST)."""
 
     async def start(self) -> tuple[str, Any]:
-        from signalwire_calls import CallSession
+        from signalwire_calls import CallSession, RedisBus
 
+        bus = RedisBus(self.args.bus, owner_id=self.args.owner) if self.args.bus else None
         self.session = CallSession(
             space="http://127.0.0.1:9",  # never contacted: no command is sent
             project=PROJECT,
             token=TOKEN,
             signing_key=SIGNING_KEY if self.args.signed else None,
             receiver_host=HOST,
+            bus=bus,
         )
         await self.session.open()
         self.prefix = "session"
@@ -260,6 +265,16 @@ async def receiver_server(args: argparse.Namespace) -> None:
             await owner.cleanup()
 
 
+async def forwarder_server(args: argparse.Namespace) -> None:
+    from signalwire_calls import ReceiverSettings, RedisBus
+
+    async with RedisBus(args.redis) as bus:
+        settings = ReceiverSettings(signing_key=SIGNING_KEY if args.signed else None)
+        async with bus.receiver(settings, host=HOST) as receiver:
+            ready({"url": receiver.url, "pid": os.getpid()})
+            await asyncio.sleep(args.lifetime)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -275,9 +290,18 @@ def main() -> None:
     rec.add_argument("--lifetime", type=float, default=900.0)
     rec.add_argument("--exit-after", type=int, default=0, help="exit once N events settled")
     rec.add_argument("--loop", default="asyncio")
+    rec.add_argument("--bus", default=None, help="a Redis URL: give the session a RedisBus")
+    rec.add_argument("--owner", default="bench-owner")
+    fwd = sub.add_parser("forwarder")
+    fwd.add_argument("--redis", required=True)
+    fwd.add_argument("--signed", action="store_true")
+    fwd.add_argument("--lifetime", type=float, default=900.0)
+    fwd.add_argument("--loop", default="asyncio")
     args = parser.parse_args()
     if args.what == "fast":
         run_loop(lambda: fast_server(args.lifetime), args.loop)
+    elif args.what == "forwarder":
+        run_loop(lambda: forwarder_server(args), args.loop)
     else:
         run_loop(lambda: receiver_server(args), args.loop)
 

@@ -8,6 +8,7 @@ used of them are re-exported here too. The simulator is ``signalwire_calls.testi
 
 from __future__ import annotations
 
+from ._bus_redis import BusStats, DeadLetter, RedisBus
 from ._codec import decode_event
 from ._core import RegistryStats
 from ._retry import RetryPolicy
@@ -100,7 +101,15 @@ from .handles import (
 )
 from .inbound import InboundRequest
 from .legs import AnyLeg, CallLeg, FabricSubscriberDeviceLeg, GenericLeg
-from .receiver import EventSink, Receiver, ReceiverSettings, ReceiverStats, asgi_app, create_app
+from .receiver import (
+    EventRouter,
+    EventSink,
+    Receiver,
+    ReceiverSettings,
+    ReceiverStats,
+    asgi_app,
+    create_app,
+)
 from .session import CallSession, SessionStats, TraceRecord
 
 __version__ = "0.1.0.dev0"
@@ -112,6 +121,7 @@ __all__ = [
     "AnyLeg",
     "AuthenticationError",
     "BadRequestError",
+    "BusStats",
     "CSVTargets",
     "Call",
     "CallEndedError",
@@ -127,11 +137,13 @@ __all__ = [
     "ConflictError",
     "ConnectError",
     "ConnectTimeout",
+    "DeadLetter",
     "DetectHandle",
     "DetectResult",
     "DialOptions",
     "Digits",
     "Event",
+    "EventRouter",
     "EventSink",
     "FabricSubscriberDeviceLeg",
     "Flow",
@@ -161,6 +173,7 @@ __all__ = [
     "RecordHandle",
     "RecordResult",
     "RedisBackend",
+    "RedisBus",
     "RegistryStats",
     "RequestError",
     "RequestTimeout",

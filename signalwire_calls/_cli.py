@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ._cli_campaign import add_campaign
+from ._cli_routing import add_dlq, add_receiver
 from ._cli_simulator import add_simulator
 
 __all__ = ["build_parser", "main"]
@@ -23,6 +24,8 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 _SUBCOMMANDS: list[Registrar] = [
     add_simulator,
     add_campaign,
+    add_receiver,
+    add_dlq,
 ]
 
 

@@ -37,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "'metrics' extra installs: pip install 'signalwire_calls[metrics]'"
     ) from exc
 
+from ._bus_redis import BusStats
 from ._core import RegistryStats
 from ._inbound import InboundStats
 from ._transport import TransportStats
@@ -79,6 +80,8 @@ class StatsSnapshot(Protocol):
     def commands_sent(self) -> int: ...
     @property
     def inbound(self) -> InboundStats | None: ...
+    @property
+    def bus(self) -> BusStats | None: ...
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -122,6 +125,9 @@ class SessionCollector(Collector):
         inbound = stats.inbound
         if inbound is not None:
             yield from _inbound_metrics(inbound)
+        bus = stats.bus
+        if bus is not None:
+            yield from _bus_metrics(bus)
 
 
 def _receiver_metrics(r: ReceiverStats) -> Iterator[Metric]:
@@ -138,10 +144,28 @@ def _receiver_metrics(r: ReceiverStats) -> Iterator[Metric]:
             ("timeout", r.rejected_timeout),
             ("error", r.rejected_error),
             ("protocol", r.rejected_protocol),
+            ("unavailable", r.rejected_unavailable),
         ],
+    )
+    yield _counter(
+        "webhooks_forwarded", "Webhooks for another process handed to the router", r.forwarded
     )
     yield _counter("webhooks_unknown", "Accepted webhooks of an unknown type", r.unknown_events)
     yield _counter("webhook_sink_errors", "Accepted webhooks the session failed on", r.sink_errors)
+
+
+def _bus_metrics(b: BusStats) -> Iterator[Metric]:
+    yield _counter("bus_forwarded", "Events put in another process's Redis inbox", b.forwarded)
+    yield _counter(
+        "bus_dead_lettered", "Events put in the dead-letter stream (owner gone)", b.dead_lettered
+    )
+    yield _counter(
+        "bus_forward_failed", "Events Redis could not take (answered 503)", b.forward_failed
+    )
+    yield _counter("bus_received", "Events read from this process's Redis inbox", b.received)
+    yield _counter("bus_malformed", "Unreadable events read from the inbox (dropped)", b.malformed)
+    yield _counter("bus_outages", "Times Redis was lost", b.outages)
+    yield _gauge("bus_connected", "1 while the last Redis call succeeded, else 0", b.connected)
 
 
 def _registry_metrics(g: RegistryStats) -> Iterator[Metric]:

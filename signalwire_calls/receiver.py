@@ -20,7 +20,7 @@ import math
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 import msgspec
@@ -37,6 +37,7 @@ from .events import AnyEvent, UnknownEvent
 
 __all__ = [
     "ASGIReceiver",
+    "EventRouter",
     "EventSink",
     "InboundAnswer",
     "MetricsSource",
@@ -66,6 +67,25 @@ class EventSink(Protocol):
     """
 
     def deliver(self, event: AnyEvent) -> None: ...
+
+
+class EventRouter(Protocol):
+    """Where webhooks for other processes go (``RedisBus`` implements it).
+
+    ``owner`` is the ``swc_owner`` query parameter of the URL the webhook was sent to
+    (``None`` without one). ``is_local(owner)`` says whether the event is this
+    process's (then it goes to the sink); otherwise the verified body is handed to
+    ``forward``, which returns ``False`` when it could not be taken (the receiver then
+    answers 503, so the platform sends it again).
+    """
+
+    def is_local(self, owner: str | None) -> bool: ...
+
+    async def forward(self, owner: str | None, body: bytes) -> bool: ...
+
+
+#: The query parameter naming the owner of a webhook (see ``EventRouter``).
+OWNER_PARAM = "swc_owner"
 
 
 class InboundAnswer(Protocol):
@@ -186,8 +206,10 @@ class ReceiverStats(msgspec.Struct, frozen=True, kw_only=True):
     """A snapshot of the receiver's counters.
 
     ``received`` counts POSTs reaching the handler, and each ends in exactly one of
-    ``accepted`` (answered 200, including ``unknown_events`` and ``sink_errors``) or a
-    refusal: ``rejected_signature`` (403), ``rejected_malformed`` (400: unreadable body,
+    ``accepted`` (answered 200, including ``unknown_events``, ``sink_errors`` and
+    ``forwarded``: events handed to another process through a ``router``) or a refusal:
+    ``rejected_unavailable`` (503: the router could not take an event for another
+    process), ``rejected_signature`` (403), ``rejected_malformed`` (400: unreadable body,
     not an event, an id over 128 characters), ``rejected_too_large`` (413),
     ``rejected_timeout`` (408: body slower than ``body_timeout``) or ``rejected_error``
     (400: an unexpected error while handling it, logged). ``rejected_protocol`` counts
@@ -204,8 +226,10 @@ class ReceiverStats(msgspec.Struct, frozen=True, kw_only=True):
     rejected_timeout: int = 0
     rejected_error: int = 0
     rejected_protocol: int = 0
+    rejected_unavailable: int = 0
     unknown_events: int = 0
     sink_errors: int = 0
+    forwarded: int = 0
 
 
 def _clip(text: str, limit: int = 300) -> str:
@@ -231,6 +255,7 @@ class _Core:
         "accepted",
         "base_url",
         "body_timeout",
+        "forwarded",
         "inbound",
         "max_body_size",
         "metrics",
@@ -243,6 +268,8 @@ class _Core:
         "rejected_signature",
         "rejected_timeout",
         "rejected_too_large",
+        "rejected_unavailable",
+        "router",
         "settings",
         "signing_key",
         "sink",
@@ -256,8 +283,10 @@ class _Core:
         settings: ReceiverSettings,
         inbound: InboundAnswer | None = None,
         metrics: MetricsSource | None = None,
+        router: EventRouter | None = None,
     ) -> None:
         self.sink = sink
+        self.router = router
         self.settings = settings
         self.inbound = inbound
         self.metrics = metrics
@@ -276,8 +305,10 @@ class _Core:
         self.rejected_timeout = 0
         self.rejected_error = 0
         self.rejected_protocol = 0
+        self.rejected_unavailable = 0
         self.unknown_events = 0
         self.sink_errors = 0
+        self.forwarded = 0
         self._signature_log = LogThrottle(logger)  # WARNING
         self._timeout_log = LogThrottle(logger)
         self._error_log = LogThrottle(logger, logging.ERROR)
@@ -295,8 +326,10 @@ class _Core:
             rejected_timeout=self.rejected_timeout,
             rejected_error=self.rejected_error,
             rejected_protocol=self.rejected_protocol,
+            rejected_unavailable=self.rejected_unavailable,
             unknown_events=self.unknown_events,
             sink_errors=self.sink_errors,
+            forwarded=self.forwarded,
         )
 
     def too_large(self) -> int:
@@ -359,6 +392,31 @@ class _Core:
         except Exception as exc:
             self.sink_errors += 1
             self._sink_log("event sink failed on %s", type(event).__name__, exc_info=exc)
+        self.accepted += 1
+        return 200
+
+    async def process_routed(
+        self, body: bytes, url: str, header: Callable[[str], str | None], owner: str | None
+    ) -> int:
+        """``process`` with a router: an event for another process is forwarded (200
+        once the router took it, 503 when it could not)."""
+        router = self.router
+        assert router is not None
+        if router.is_local(owner):
+            return self.process(body, url, header)
+        verifier = self._verifier
+        if verifier is not None and not verifier.verify(url, body, header):
+            return self._bad_signature(url, header)
+        try:
+            decode_event(body)
+        except MalformedWebhookError as exc:
+            self.rejected_malformed += 1
+            logger.debug("webhook refused (400): %r", str(exc))
+            return 400
+        if not await router.forward(owner, body):
+            self.rejected_unavailable += 1
+            return 503
+        self.forwarded += 1
         self.accepted += 1
         return 200
 
@@ -439,6 +497,7 @@ def _make_core(
     settings: ReceiverSettings | None,
     inbound: InboundAnswer | None,
     metrics: MetricsSource | None,
+    router: EventRouter | None = None,
 ) -> _Core:
     settings = settings or ReceiverSettings()
     if metrics is None:
@@ -447,8 +506,8 @@ def _make_core(
                 "metrics_path: set, but no metrics= source to serve (a CallSession passes "
                 "its own; see signalwire_calls.metrics)"
             )
-        return _Core(sink, settings, inbound)
-    return _MeteredCore(sink, settings, inbound, metrics)
+        return _Core(sink, settings, inbound, router=router)
+    return _MeteredCore(sink, settings, inbound, metrics, router)
 
 
 # --------------------------------------------------------------------------- aiohttp
@@ -550,7 +609,11 @@ def _make_handler(
                 if reply is None:
                     return web.Response(status=status)
                 return web.Response(status=status, body=reply, content_type="application/json")
-            return web.Response(status=core.process(body, url, request.headers.get))
+            if core.router is None:
+                return web.Response(status=core.process(body, url, request.headers.get))
+            owner = request.query.get(OWNER_PARAM)
+            status = await core.process_routed(body, url, request.headers.get, owner)
+            return web.Response(status=status)
         except Exception as exc:  # never a 500
             return web.Response(status=core.failed(exc))
 
@@ -563,6 +626,7 @@ def create_app(
     *,
     inbound: InboundAnswer | None = None,
     metrics: MetricsSource | None = None,
+    router: EventRouter | None = None,
 ) -> web.Application:
     """An aiohttp app answering webhook POSTs at ``settings.path`` (and, with
     ``inbound``, the platform's SWML requests for inbound calls at ``inbound_path``).
@@ -575,7 +639,7 @@ def create_app(
     ``aiohttp.server`` if junk requests reach it. With ``metrics`` (a session passes its
     own) webhooks are timed and ``settings.metrics_path``, if set, serves them (GET).
     """
-    return _build_app(_make_core(sink, settings, inbound, metrics))
+    return _build_app(_make_core(sink, settings, inbound, metrics, router))
 
 
 def _build_app(core: _Core) -> web.Application:
@@ -660,6 +724,7 @@ class Receiver:
         shutdown_timeout: float = 5.0,
         inbound: InboundAnswer | None = None,
         metrics: MetricsSource | None = None,
+        router: EventRouter | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"port: must be 0..65535, got {port}")
@@ -667,7 +732,7 @@ class Receiver:
             raise ConfigurationError(
                 f"shutdown_timeout: must be a finite number >= 0, got {shutdown_timeout}"
             )
-        self._core = _make_core(sink, settings, inbound, metrics)
+        self._core = _make_core(sink, settings, inbound, metrics, router)
         self._host = host
         self._port = port
         self._access_log = access_log
@@ -801,8 +866,9 @@ class ASGIReceiver:
         *,
         inbound: InboundAnswer | None = None,
         metrics: MetricsSource | None = None,
+        router: EventRouter | None = None,
     ) -> None:
-        self._core = _make_core(sink, settings, inbound, metrics)
+        self._core = _make_core(sink, settings, inbound, metrics, router)
 
     def stats(self) -> ReceiverStats:
         return self._core.stats()
@@ -939,7 +1005,17 @@ class ASGIReceiver:
             url = base + target
         if swml:
             return core.process_inbound(body, url, signatures.get)
-        return core.process(body, url, signatures.get), None
+        if core.router is None:
+            return core.process(body, url, signatures.get), None
+        owner = _owner_of(scope.get("query_string") or b"")
+        return await core.process_routed(body, url, signatures.get, owner), None
+
+
+def _owner_of(query: bytes) -> str | None:
+    """The ``swc_owner`` value of a raw query string (the first one), if any."""
+    for value in parse_qs(query.decode(errors="surrogateescape")).get(OWNER_PARAM, ()):
+        return value
+    return None
 
 
 async def _lifespan(receive: ASGIReceive, send: ASGISend) -> None:
@@ -959,8 +1035,10 @@ def asgi_app(
     *,
     inbound: InboundAnswer | None = None,
     metrics: MetricsSource | None = None,
+    router: EventRouter | None = None,
 ) -> ASGIReceiver:
     """An ASGI 3 app feeding ``sink`` (mount it in FastAPI / Starlette); with
     ``inbound`` it also answers inbound calls' SWML requests at ``inbound_path``; with
-    ``metrics`` it times webhooks and serves ``metrics_path`` (GET), if set."""
-    return ASGIReceiver(sink, settings, inbound=inbound, metrics=metrics)
+    ``metrics`` it times webhooks and serves ``metrics_path`` (GET), if set; with
+    ``router`` events for another process are forwarded to it."""
+    return ASGIReceiver(sink, settings, inbound=inbound, metrics=metrics, router=router)

@@ -28,6 +28,7 @@ import msgspec
 from aiohttp import web
 
 from . import commands as _cmd
+from ._bus_redis import BusStats, RedisBus, owner_url
 from ._core import Core, MeteredCore, RegistryStats
 from ._inbound import InboundDispatcher, InboundHandler, InboundStats, SwmlReply
 from ._retry import RetryPolicy
@@ -73,14 +74,15 @@ class TraceRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of the receiver, the correlation registry, the transport and inbound
-    calls (``None`` without ``on_inbound``)."""
+    """Counters of the receiver, the correlation registry, the transport, inbound
+    calls (``None`` without ``on_inbound``) and the Redis bus (``None`` without one)."""
 
     receiver: ReceiverStats | None
     registry: RegistryStats
     transport: TransportStats
     commands_sent: int
     inbound: InboundStats | None = None
+    bus: BusStats | None = None
 
 
 def _is_local(host: str | None) -> bool:
@@ -131,6 +133,11 @@ class CallSession:
     the library has heard nothing of for that long (the platform's default maximum);
     ``webhook_warning_after`` logs a WARNING when no webhook arrives for a dial in that
     many seconds (``None`` turns it off).
+
+    Several processes behind one ``public_url`` (a load balancer): give each session
+    its own ``bus=RedisBus(url)``. Its owner id then goes into every ``status_url``
+    (query parameter ``swc_owner``), and a webhook reaching the wrong process is
+    forwarded to its owner through Redis (docs/architecture.md, "Scaling out").
     """
 
     def __init__(
@@ -156,8 +163,11 @@ class CallSession:
         early_event_ttl: float = 15.0,
         early_event_max: int = 10_000,
         trace: Callable[[TraceRecord], None] | None = None,
+        bus: RedisBus | None = None,
     ) -> None:
         creds = credentials_from_env(project=project, token=token, space=space)
+        if bus is not None and not isinstance(bus, RedisBus):
+            raise ConfigurationError(f"bus: expected a RedisBus or None, got {type(bus).__name__}")
         if call_end_grace < 0:
             raise ConfigurationError("call_end_grace must be >= 0 seconds")
         if wait_timeout is not None and not wait_timeout > 0:
@@ -235,8 +245,11 @@ class CallSession:
         self._answer = _InboundRelay(self)
         self._tasks_stop: asyncio.Event | None = None
         self._tasks_runner: asyncio.Task[None] | None = None
+        self._bus = bus
         if not serve_receiver:
             self._status_url = self._public_status_url(None)
+        if bus is not None:
+            bus.claim(self)
 
     @classmethod
     def from_env(
@@ -259,6 +272,7 @@ class CallSession:
         early_event_ttl: float = 15.0,
         early_event_max: int = 10_000,
         trace: Callable[[TraceRecord], None] | None = None,
+        bus: RedisBus | None = None,
     ) -> CallSession:
         """A session configured from ``SIGNALWIRE_SPACE``, ``SIGNALWIRE_PROJECT_ID``,
         ``SIGNALWIRE_API_TOKEN`` (and ``SIGNALWIRE_SIGNING_KEY``,
@@ -281,12 +295,13 @@ class CallSession:
             early_event_ttl=early_event_ttl,
             early_event_max=early_event_max,
             trace=trace,
+            bus=bus,
         )
 
     def __repr__(self) -> str:
         return (
             f"<CallSession {self._core.state} base_url={self._base_url!r} "
-            f"status_url={self._status_url!r} live_calls={len(self._core.calls)}>"
+            f"status_url={self._commands_url()!r} live_calls={len(self._core.calls)}>"
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -309,25 +324,35 @@ class CallSession:
         core = self._core
         core.check_unopened()
         self._t0 = time.monotonic()
-        if self._serve_receiver:
-            receiver = Receiver(
-                core,
-                self._receiver_settings,
-                host=self._receiver_host,
-                port=self._receiver_port,
-                inbound=self._answer,
-                metrics=self._metrics,
-            )
-            try:
+        bus = self._bus
+        try:
+            if bus is not None:
+                # Redis unreachable: an OSError naming the URL, before anything else starts
+                await bus.serve(core.deliver)
+            if self._serve_receiver:
+                receiver = Receiver(
+                    core,
+                    self._receiver_settings,
+                    host=self._receiver_host,
+                    port=self._receiver_port,
+                    inbound=self._answer,
+                    metrics=self._metrics,
+                    router=bus,
+                )
                 await receiver.start()
-            except BaseException:
-                core.close()
+                self._receiver = receiver
+                self._status_url = self._public_status_url(receiver.url)
+        except BaseException:  # cancelled too: nothing is left running
+            core.close()
+            try:
+                if bus is not None:
+                    await bus.aclose()
+            finally:
                 await self._transport.aclose()
-                raise
-            self._receiver = receiver
-            self._status_url = self._public_status_url(receiver.url)
-        assert self._status_url is not None
-        core.open(self._status_url)
+            raise
+        url = self._commands_url()
+        assert url is not None
+        core.open(url)
         self._tasks_stop = asyncio.Event()
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks_runner = asyncio.get_running_loop().create_task(
@@ -357,6 +382,8 @@ class CallSession:
         try:
             if self._receiver is not None:
                 await self._receiver.aclose()
+            if self._bus is not None:
+                await self._bus.aclose()
         finally:
             await self._transport.aclose()
         logger.info("session closed")
@@ -434,7 +461,10 @@ class CallSession:
     def inbound_url(self) -> str:
         """The URL to route a number's incoming calls to (its SWML webhook)."""
         settings = self._receiver_settings
-        base = self.status_url.removesuffix(settings.path)
+        if self._status_url is None:
+            self._core.check_open()  # raises SessionStateError: not open yet
+        assert self._status_url is not None
+        base = self._status_url.removesuffix(settings.path)
         return base + settings.inbound_path
 
     # -- receiver ---------------------------------------------------------------------------
@@ -450,13 +480,27 @@ class CallSession:
             )
         return served
 
+    def _commands_url(self) -> str | None:
+        """The status_url commands carry: the receiver's, naming the owner with a bus."""
+        url = self._status_url
+        if url is None or self._bus is None:
+            return url
+        return owner_url(url, self._bus.owner_id)
+
     @property
     def status_url(self) -> str:
         """The URL given as ``status_url`` with every command (known before the session
-        opens when ``serve_receiver=False``; else once the receiver is bound)."""
-        if self._status_url is None:
+        opens when ``serve_receiver=False``; else once the receiver is bound). With a
+        ``bus`` it names the session's owner id (``?swc_owner=...``)."""
+        url = self._commands_url()
+        if url is None:
             return self._core.status_url  # raises SessionStateError: not open yet
-        return self._status_url
+        return url
+
+    @property
+    def bus(self) -> RedisBus | None:
+        """The Redis bus routing this session's webhooks between processes, if any."""
+        return self._bus
 
     @property
     def receiver(self) -> Receiver | None:
@@ -467,7 +511,11 @@ class CallSession:
         """An aiohttp ``Application`` feeding this session, to mount in your own app
         (under ``mount_path``); ``stats()`` then reports its counters."""
         app = create_app(
-            self._core, self._receiver_settings, inbound=self._answer, metrics=self._metrics
+            self._core,
+            self._receiver_settings,
+            inbound=self._answer,
+            metrics=self._metrics,
+            router=self._bus,
         )
         self._mounted_stats = lambda: app_stats(app)
         return app
@@ -476,7 +524,11 @@ class CallSession:
         """An ASGI app feeding this session (FastAPI / Starlette ``mount`` under
         ``mount_path``); ``stats()`` then reports its counters."""
         app = asgi_app(
-            self._core, self._receiver_settings, inbound=self._answer, metrics=self._metrics
+            self._core,
+            self._receiver_settings,
+            inbound=self._answer,
+            metrics=self._metrics,
+            router=self._bus,
         )
         self._mounted_stats = app.stats
         return app
@@ -512,6 +564,7 @@ class CallSession:
             transport=self._transport.stats(),
             commands_sent=self._core.commands_sent,
             inbound=self._inbound.stats() if self._inbound is not None else None,
+            bus=self._bus.stats() if self._bus is not None else None,
         )
 
     # -- calls ------------------------------------------------------------------------------

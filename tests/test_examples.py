@@ -7,11 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .redis_server import require_redis_server
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _run(script: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALWIRE_")}
+    # no REDIS_URL either: an example needing Redis starts its own, never the shared one
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SIGNALWIRE_") and k != "REDIS_URL"
+    }
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
         capture_output=True,
@@ -117,3 +122,19 @@ def test_flows_example_passes_under_pytest() -> None:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert output.strip().splitlines()[-1].startswith("5 passed"), output
+
+
+def test_scale_out_routes_every_webhook_to_its_worker() -> None:
+    require_redis_server()
+    out = _run("scale_out.py")
+    workers = [line for line in out.splitlines() if line.startswith("worker ")]
+    assert len(workers) == 3
+    for line in workers:
+        assert "10 calls, 10 pressed 1" in line
+        assert "0 expired, 0 still live" in line
+    stopped = [line for line in out.splitlines() if "receiver stopped" in line]
+    assert len(stopped) == 2
+    for line in stopped:
+        assert "0 dead-lettered, 0 refused with 503" in line
+        assert " 0 forwarded" not in line  # both receivers took their share
+    assert "0 webhook(s) dead-lettered in all" in out

@@ -401,7 +401,9 @@ def test_the_metrics_page_lists_every_metric() -> None:
         transport: Any
         commands_sent: int
         inbound: Any
+        bus: Any
 
+    from signalwire_calls._bus_redis import BusStats
     from signalwire_calls._core import RegistryStats
     from signalwire_calls._inbound import InboundStats
     from signalwire_calls._transport import TransportStats
@@ -416,6 +418,16 @@ def test_the_metrics_page_lists_every_metric() -> None:
         transport=zero(TransportStats),
         commands_sent=0,
         inbound=zero(InboundStats),
+        bus=BusStats(
+            owner_id="o",
+            connected=True,
+            forwarded=0,
+            dead_lettered=0,
+            forward_failed=0,
+            received=0,
+            malformed=0,
+            outages=0,
+        ),
     )
     metrics = SessionMetrics(lambda: full)
     produced = {

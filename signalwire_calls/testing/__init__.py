@@ -21,12 +21,14 @@ URL::
 ``SimulatorThread`` runs a simulator on an event loop in a thread of its own, usable
 from any test runner or loop; the pytest plugin's ``signalwire_simulator`` fixture is
 one. The command line ``signalwire-calls simulator --help`` serves one from a shell.
+``RoundRobinFront`` stands for a load balancer in front of several webhook receivers.
 """
 
 from __future__ import annotations
 
 from ._callees import Callee, load_callees, parse_callees
 from ._faults import CommandRule, FaultPlan, WebhookRule
+from ._front import RoundRobinFront
 from ._model import Operation, SimCall
 from ._server import ReceivedCommand, Simulator
 from ._threaded import SimulatorOptions, SimulatorThread
@@ -38,6 +40,7 @@ __all__ = [
     "FaultPlan",
     "Operation",
     "ReceivedCommand",
+    "RoundRobinFront",
     "SimCall",
     "Simulator",
     "SimulatorOptions",
