@@ -211,7 +211,10 @@ async def server(args: argparse.Namespace) -> None:
         stats = None
         if args.impl == "ours":
             s = owner.stats()
-            stats = {"inbound": msgspec.to_builtins(s.inbound), "live_calls": len(owner._core.calls)}
+            stats = {
+                "inbound": msgspec.to_builtins(s.inbound),
+                "live_calls": len(owner._core.calls),
+            }
         return web.json_response({"starts": taken, "stats": stats, "rss": rss_bytes()})
 
     app = web.Application()
@@ -325,7 +328,9 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
 _children: list[Child] = []
 
 
-def _spawn(args: list[str], env: dict[str, str] | None = None, prefix: list[str] | None = None) -> Child:
+def _spawn(
+    args: list[str], env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> Child:
     child = Child("inbound_bench.py", args, env=env, prefix=prefix or ())
     _children.append(child)
     return child
@@ -387,7 +392,9 @@ class _Server:
             {
                 "handled": handled,
                 "calls_per_s": handled / span if span > 0 else None,
-                "server_cpu_us_per_call": cpu / handled * 1e6 if cpu is not None and handled else None,
+                "server_cpu_us_per_call": cpu / handled * 1e6
+                if cpu is not None and handled
+                else None,
                 "p50_us": percentile(lat, 50),
                 "p99_us": percentile(lat, 99),
                 "server_stats": col["stats"],
@@ -409,7 +416,9 @@ def _ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str) -> dict[s
     )
 
 
-def bench_inbound(p: dict[str, Any], client: str = "raw", instructions: bool | None = None) -> dict[str, Any]:
+def bench_inbound(
+    p: dict[str, Any], client: str = "raw", instructions: bool | None = None
+) -> dict[str, Any]:
     """Ours against bare: throughput, latency and server CPU per call, interleaved; with
     ``instructions`` (default: the profile's ``instr_counts``) callgrind counts too."""
     servers = {impl: _Server(impl) for impl in ("bare", "ours")}
@@ -427,7 +436,8 @@ def bench_inbound(p: dict[str, Any], client: str = "raw", instructions: bool | N
                 runs[impl].append(r)
                 _log(
                     f"rep {rep} {impl}: {r['calls_per_s'] or 0:,.0f} calls/s, server "
-                    f"{r['server_cpu_us_per_call'] or 0:.0f} us/call, p99 {r['p99_us'] or 0:,.0f} us, "
+                    f"{r['server_cpu_us_per_call'] or 0:.0f} us/call, "
+                    f"p99 {r['p99_us'] or 0:,.0f} us, "
                     f"statuses {r['statuses']}"
                 )
         for impl, rs in runs.items():

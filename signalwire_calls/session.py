@@ -11,8 +11,6 @@ async with CallSession.from_env(public_url="https://hooks.example.com") as sessi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -22,8 +20,6 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
-import anyio
-import anyio.abc
 import msgspec
 from aiohttp import web
 
@@ -219,8 +215,6 @@ class CallSession:
         self._status_url: str | None = None
         self._inbound: InboundDispatcher | None = None
         self._answer = _InboundRelay(self)
-        self._tasks_stop: asyncio.Event | None = None
-        self._tasks_runner: asyncio.Task[None] | None = None
         if not serve_receiver:
             self._status_url = self._public_status_url(None)
 
@@ -313,12 +307,8 @@ class CallSession:
             self._status_url = self._public_status_url(receiver.url)
         assert self._status_url is not None
         core.open(self._status_url)
-        self._tasks_stop = asyncio.Event()
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tasks_runner = asyncio.get_running_loop().create_task(
-            self._run_tasks(self._tasks_stop, started), name="signalwire_calls session tasks"
-        )
-        await started
+        if self._inbound is not None:
+            self._inbound.open()
         if self._unsigned_exposed:
             logger.warning(
                 "webhooks are accepted unsigned at %s (allow_unsigned_webhooks=True): anyone "
@@ -333,11 +323,9 @@ class CallSession:
         core = self._core
         if core.state == "closed":
             return
-        if self._tasks_stop is not None and self._tasks_runner is not None:
+        if self._inbound is not None:
             # inbound handlers first: they hang their calls up while the transport is open
-            self._tasks_stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tasks_runner
+            await self._inbound.aclose()
         core.close()
         try:
             if self._receiver is not None:
@@ -345,17 +333,6 @@ class CallSession:
         finally:
             await self._transport.aclose()
         logger.info("session closed")
-
-    async def _run_tasks(self, stop: asyncio.Event, started: asyncio.Future[None]) -> None:
-        """Owns the session's task group (inbound handlers) until the session closes."""
-        async with anyio.create_task_group() as group:
-            if self._inbound is not None:
-                self._inbound.bind(group)
-            started.set_result(None)
-            await stop.wait()
-            if self._inbound is not None:
-                self._inbound.bind(None)
-            group.cancel_scope.cancel()
 
     # -- inbound calls ----------------------------------------------------------------------
 
