@@ -146,6 +146,41 @@ async def test_calls_over_the_cap_get_the_overflow_swml(sim: Simulator) -> None:
             await sim.wait_for_call_state(call.id, "ended", timeout=T)
 
 
+async def test_closing_the_session_cancels_handlers_until_they_end_and_hangs_up(
+    sim: Simulator,
+) -> None:
+    cancelled: list[str] = []
+    session = make_session(sim)
+
+    @session.on_inbound
+    async def bot(call: Call, request: InboundRequest) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(str(request.from_))
+            if request.from_ == caller(0):
+                await asyncio.sleep(3600)  # swallows the first cancellation: cancelled again
+            raise
+
+    async with session:
+        calls = [await place(sim, session, i, Callee.answers()) for i in range(2)]
+        for _ in range(200):
+            stats = session.stats().inbound
+            assert stats is not None
+            if stats.running == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert stats.running == 2
+        closing = asyncio.create_task(session.aclose())
+        await asyncio.wait_for(asyncio.shield(closing), T)
+    stats = session.stats().inbound
+    assert stats is not None
+    assert (stats.running, stats.failed) == (0, 0)
+    assert sorted(cancelled) == [caller(0), caller(1)]
+    for sim_call in calls:  # each handler hung its call up before the session closed
+        await sim.wait_for_call_state(sim_call.id, "ended", timeout=T)
+
+
 async def test_the_reply_may_be_the_users_own_swml(sim: Simulator) -> None:
     greeting = {
         "version": "1.0.0",
