@@ -112,6 +112,13 @@ def request_body(index: int) -> bytes:
 # --------------------------------------------------------------------------- servers
 
 
+def ended_event(cid: str) -> Any:
+    """The ``calling.call.state`` ``ended`` webhook of call ``cid``, decoded."""
+    from signalwire_calls.events import CallStateEvent, CallStateParams
+
+    return CallStateEvent(params=CallStateParams(call_id=cid, call_state="ended"))
+
+
 class _BareCall(msgspec.Struct, kw_only=True):
     """The bare handler's view of the request's ``call``: the same fields as ours."""
 
@@ -210,6 +217,10 @@ async def server(args: argparse.Namespace) -> None:
         collected["n"] += len(taken)
         stats = None
         if args.impl == "ours":
+            # the calls end as their ended webhook would end them (outside the measured
+            # load): a kept call stays in the session until it ends, and a real call ends
+            for cid in taken:
+                owner.deliver(ended_event(cid))
             s = owner.stats()
             stats = {
                 "inbound": msgspec.to_builtins(s.inbound),
