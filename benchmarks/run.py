@@ -34,6 +34,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import PROJECT, SIGNING_KEY, TOKEN, Child, percentile, python_env
+from inbound_bench import PROFILES as INBOUND_PROFILES
+from inbound_bench import bench_inbound
+from inbound_bench import table as inbound_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -657,6 +660,8 @@ TARGETS = {
     "receiver_ratio": 0.95,  # session/bare events/s, signed and unsigned: >=
     "waiter_p99_us": 1000.0,  # webhook-to-waiter p99 at 1,000 events/s: <
     "bytes_per_handle": 460.0,  # at the largest memory count: <=
+    "inbound_ratio": 0.9,  # ours/bare inbound calls/s, webhook to handler start: >=
+    "inbound_cpu_ratio": 0.9,  # bare/ours server CPU per inbound call: >=
 }
 
 
@@ -673,6 +678,7 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     command_ratios = {f"c{c}": _g(cmd, f"c{c}", "ratio", "median") for c in p["concurrency"]}
     ratio_vals = [v for v in command_ratios.values() if v is not None]
     instr = res.get("instructions") or {}
+    inbound = res.get("inbound") or {}
     out = {
         "commands_per_s": {
             "session": sess,
@@ -725,6 +731,17 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
             "session": _g(cmd, "c1000", "session", "p99_us", "median"),
             "bare_aiohttp": _g(cmd, "c1000", "bare_aiohttp", "p99_us", "median"),
         },
+        "inbound_calls_per_s": {
+            "session": _g(inbound, "ours", "calls_per_s", "median"),
+            "bare_aiohttp": _g(inbound, "bare", "calls_per_s", "median"),
+        },
+        "inbound_server_cpu_us_per_call": {
+            "session": _g(inbound, "ours", "server_cpu_us_per_call", "median"),
+            "bare_aiohttp": _g(inbound, "bare", "server_cpu_us_per_call", "median"),
+        },
+        "inbound_ratio": _g(inbound, "ratio", "median"),
+        "inbound_cpu_ratio": _g(inbound, "cpu_ratio", "median"),
+        "inbound_instructions_ratio": _g(inbound, "instructions", "ratio"),
     }
     measured = {
         "command_ratio": out["command_ratio"],
@@ -733,6 +750,8 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         "receiver_ratio": out["receiver_ratio"],
         "waiter_p99_us": out["waiter_latency_us"]["p99"],
         "bytes_per_handle": out["bytes_per_handle"]["h100k"],
+        "inbound_ratio": out["inbound_ratio"],
+        "inbound_cpu_ratio": out["inbound_cpu_ratio"],
     }
     upper = ("command_instructions_ratio", "waiter_p99_us", "bytes_per_handle")
     out["targets"] = {
@@ -876,6 +895,9 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
             f"{_n(instr.get('receiver_bare_signed'))} (session/bare "
             f"{_n(instr.get('receiver_ratio_signed'), '{:.3f}')})"
         )
+    if res.get("inbound"):
+        lines.append("")
+        lines.append(inbound_table(res["inbound"]))
     lines.append("")
     ratios = ", ".join(f"{k} {_n(v, '{:.2f}')}" for k, v in s["command_ratios"].items())
     p99 = s["command_p99_us_c1000"]
@@ -917,6 +939,8 @@ _TARGET_NAMES = {
     "receiver_ratio": "receiver events/s session/bare, worst of signed/unsigned (>=)",
     "waiter_p99_us": "webhook-to-waiter p99 us at 1,000/s, worst of both (<)",
     "bytes_per_handle": "bytes per pending handle at the largest count (<=)",
+    "inbound_ratio": "inbound calls/s, webhook to handler start, session/bare (>=)",
+    "inbound_cpu_ratio": "server CPU per inbound call, bare/session (>=)",
 }
 
 
@@ -935,13 +959,14 @@ def main(argv: list[str] | None = None) -> int:
     p = PROFILES[profile]
     atexit.register(_kill_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    default_only = "commands,receiver,flows,memory,codec"
+    default_only = "commands,receiver,inbound,flows,memory,codec"
     if profile == "full":
         default_only += ",instructions"
     only = set((args.only or default_only).split(","))
     scenarios: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "commands": bench_commands,
         "receiver": bench_receiver,
+        "inbound": lambda _: bench_inbound(INBOUND_PROFILES[profile]),
         "flows": bench_flows,
         "memory": bench_memory,
         "codec": bench_codec,
