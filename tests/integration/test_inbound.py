@@ -32,6 +32,12 @@ def caller(i: int) -> str:
     return f"+1555300{i:04d}"
 
 
+def running(session: CallSession) -> int:
+    stats = session.stats().inbound
+    assert stats is not None
+    return stats.running
+
+
 async def place(sim: Simulator, session: CallSession, i: int, callee: Callee) -> Any:
     return await sim.place_inbound(from_=caller(i), to=BOT, url=session.inbound_url, callee=callee)
 
@@ -165,12 +171,10 @@ async def test_closing_the_session_cancels_handlers_until_they_end_and_hangs_up(
     async with session:
         calls = [await place(sim, session, i, Callee.answers()) for i in range(2)]
         for _ in range(200):
-            stats = session.stats().inbound
-            assert stats is not None
-            if stats.running == 2:
+            if running(session) == 2:
                 break
             await asyncio.sleep(0.01)
-        assert stats.running == 2
+        assert running(session) == 2
         closing = asyncio.create_task(session.aclose())
         await asyncio.wait_for(asyncio.shield(closing), T)
     stats = session.stats().inbound
