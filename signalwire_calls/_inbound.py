@@ -138,7 +138,7 @@ class InboundDispatcher:
         call = self._owner.attach(request.call_id, direction="inbound")
         self.handled += 1
         task = asyncio.get_running_loop().create_task(
-            self._run(call, request), name=f"inbound {request.call_id}"
+            self._run(call, request), name=f"inbound {call.id}"
         )
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -364,7 +364,8 @@ class CallSession:
         max_concurrent: int = 100,
     ) -> _H | Callable[[_H], _H]:
         """Answer inbound calls: serve the SWML webhook at ``inbound_url`` and run
-        ``handler(call, request)`` for each call, in the session's task group.
+        ``handler(call, request)`` for each call, as a task the session owns (closing
+        the session cancels running handlers, which then hang their calls up).
 
         The reply is ``swml`` (a document, or a function of the request returning one;
         default: ``answer`` then ``sleep: -1``, which keeps the call up for REST
@@ -372,7 +373,8 @@ class CallSession:
         ``request.keep_call()``; when it raises, the exception is logged with the call
         id and the call is hung up. Beyond ``max_concurrent`` running handlers a call is
         answered with ``overflow_swml`` (default: a short busy message, then hang up)
-        and counted. Usable as a decorator; call it before the session opens.
+        and counted. A document is checked and encoded once, here. Usable as a
+        decorator; call it before the session opens.
         """
 
         def register(fn: _H) -> _H:
