@@ -1,6 +1,6 @@
 """Run every benchmark scenario and print a table (and, with --json, one JSON line last).
 
-    python benchmarks/run.py            # full run, ~6-10 minutes on 2 cores
+    python benchmarks/run.py            # full run, ~10-14 minutes on 2 cores
     python benchmarks/run.py --quick    # reduced, under 2 minutes
     python benchmarks/run.py --quick --json
 
