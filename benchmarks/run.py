@@ -1,6 +1,6 @@
 """Run every benchmark scenario and print a table (and, with --json, one JSON line last).
 
-    python benchmarks/run.py            # full run, ~6-10 minutes on 2 cores
+    python benchmarks/run.py            # full run, ~10-14 minutes on 2 cores
     python benchmarks/run.py --quick    # reduced, under 2 minutes
     python benchmarks/run.py --quick --json
 
@@ -34,6 +34,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import PROJECT, SIGNING_KEY, TOKEN, Child, percentile, python_env
+from inbound_bench import PROFILES as INBOUND_PROFILES
+from inbound_bench import bench_inbound
+from inbound_bench import table as inbound_table
 from routing_bench import bench_routing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -660,6 +663,8 @@ TARGETS = {
     "bytes_per_handle": 460.0,  # at the largest memory count: <=
     "routing_ratio": 0.5,  # events/s routed through Redis / delivered in-process: >=
     "routing_added_p99_us": 2000.0,  # added webhook-to-waiter p99 at 1,000/s: <=
+    "inbound_ratio": 0.9,  # ours/bare inbound calls/s, webhook to handler start: >=
+    "inbound_cpu_ratio": 0.9,  # bare/ours server CPU per inbound call: >=
 }
 
 
@@ -676,6 +681,7 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
     command_ratios = {f"c{c}": _g(cmd, f"c{c}", "ratio", "median") for c in p["concurrency"]}
     ratio_vals = [v for v in command_ratios.values() if v is not None]
     instr = res.get("instructions") or {}
+    inbound = res.get("inbound") or {}
     out = {
         "commands_per_s": {
             "session": sess,
@@ -730,6 +736,17 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         },
         # cross-process routing on Redis (with redis-py's own parser; hiredis beside)
         "routing": res.get("routing") or None,
+        "inbound_calls_per_s": {
+            "session": _g(inbound, "ours", "calls_per_s", "median"),
+            "bare_aiohttp": _g(inbound, "bare", "calls_per_s", "median"),
+        },
+        "inbound_server_cpu_us_per_call": {
+            "session": _g(inbound, "ours", "server_cpu_us_per_call", "median"),
+            "bare_aiohttp": _g(inbound, "bare", "server_cpu_us_per_call", "median"),
+        },
+        "inbound_ratio": _g(inbound, "ratio", "median"),
+        "inbound_cpu_ratio": _g(inbound, "cpu_ratio", "median"),
+        "inbound_instructions_ratio": _g(inbound, "instructions", "ratio"),
     }
     measured = {
         "command_ratio": out["command_ratio"],
@@ -740,6 +757,8 @@ def summary(res: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         "bytes_per_handle": out["bytes_per_handle"]["h100k"],
         "routing_ratio": _g(res, "routing", "pure", "ratio_events_per_s"),
         "routing_added_p99_us": _g(res, "routing", "pure", "added_p99_us"),
+        "inbound_ratio": out["inbound_ratio"],
+        "inbound_cpu_ratio": out["inbound_cpu_ratio"],
     }
     upper = (
         "command_instructions_ratio",
@@ -888,6 +907,9 @@ def table(res: dict[str, Any], p: dict[str, Any]) -> str:
             f"{_n(instr.get('receiver_bare_signed'))} (session/bare "
             f"{_n(instr.get('receiver_ratio_signed'), '{:.3f}')})"
         )
+    if res.get("inbound"):
+        lines.append("")
+        lines.append(inbound_table(res["inbound"]))
     lines.append("")
     ratios = ", ".join(f"{k} {_n(v, '{:.2f}')}" for k, v in s["command_ratios"].items())
     p99 = s["command_p99_us_c1000"]
@@ -931,6 +953,8 @@ _TARGET_NAMES = {
     "bytes_per_handle": "bytes per pending handle at the largest count (<=)",
     "routing_ratio": "events/s routed through Redis / in-process (>=)",
     "routing_added_p99_us": "added webhook-to-waiter p99 us when routed, at 1,000/s (<=)",
+    "inbound_ratio": "inbound calls/s, webhook to handler start, session/bare (>=)",
+    "inbound_cpu_ratio": "server CPU per inbound call, bare/session (>=)",
 }
 
 
@@ -949,7 +973,7 @@ def main(argv: list[str] | None = None) -> int:
     p = PROFILES[profile]
     atexit.register(_kill_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    default_only = "commands,receiver,flows,memory,codec"
+    default_only = "commands,receiver,inbound,flows,memory,codec"
     if profile == "full":
         default_only += ",instructions"
     if shutil.which("redis-server"):
@@ -958,6 +982,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "commands": bench_commands,
         "receiver": bench_receiver,
+        "inbound": lambda _: bench_inbound(INBOUND_PROFILES[profile]),
         "flows": bench_flows,
         "memory": bench_memory,
         "codec": bench_codec,

@@ -75,6 +75,8 @@ _BATCH_BYTES = 4 * 1024 * 1024
 #: Entries the owner reads at a time, and how long one read blocks (ms).
 _READ_COUNT = 500
 _BLOCK_MS = 1000
+#: How often ``aclose`` cancels again a task that has not ended (seconds).
+_RECANCEL_INTERVAL = 0.05
 _BACKOFF_CAP = 1.0
 #: An inbox expires this long (ms) after its owner last refreshed its liveness (at least).
 _INBOX_TTL_MS = 60_000
@@ -333,11 +335,17 @@ class RedisBus:
         if self._closed:
             return
         self._closed = True
+        # redis-py can swallow a cancellation that lands while a command is being sent
+        # (redis/redis-py#2028): cancel again until each task has ended; the loops also
+        # stop on ``_closed`` after their current read (at most ``_BLOCK_MS``)
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=_RECANCEL_INTERVAL)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.cancelled() and task.exception() is not None:
+                logger.debug("bus task %s ended with %r", task.get_name(), task.exception())
         self._tasks = []
         if self._flusher is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -505,7 +513,7 @@ class RedisBus:
 
         client = self._client
         assert client is not None
-        while True:
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._ttl / 3):
                     await self._alive.wait()
@@ -529,7 +537,7 @@ class RedisBus:
         last = "0-0"
         consumed: str | None = None  # the id after the last consumed, to trim before
         backoff = 0.01
-        while True:
+        while not self._closed:
             try:
                 async with client.pipeline(transaction=False) as pipe:
                     if consumed is not None:

@@ -134,7 +134,9 @@ def decode_inbound(body: bytes) -> InboundRequest:
         request = _decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError) as exc:
         raise MalformedWebhookError(f"inbound SWML request: {exc}") from None
-    if not request.call_id or len(request.call_id) > 128:
+    info = request.call
+    call_id = info.call_id or info.segment_id  # as the call_id property, once
+    if not call_id or len(call_id) > 128:
         raise MalformedWebhookError("inbound SWML request: call.call_id missing or too long")
     request._keep = False  # never taken from the wire
     return request

@@ -11,8 +11,6 @@ async with CallSession.from_env(public_url="https://hooks.example.com") as sessi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -22,8 +20,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
-import anyio
-import anyio.abc
 import msgspec
 from aiohttp import web
 
@@ -243,8 +239,6 @@ class CallSession:
         self._status_url: str | None = None
         self._inbound: InboundDispatcher | None = None
         self._answer = _InboundRelay(self)
-        self._tasks_stop: asyncio.Event | None = None
-        self._tasks_runner: asyncio.Task[None] | None = None
         self._bus = bus
         if not serve_receiver:
             self._status_url = self._public_status_url(None)
@@ -353,12 +347,8 @@ class CallSession:
         url = self._commands_url()
         assert url is not None
         core.open(url)
-        self._tasks_stop = asyncio.Event()
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tasks_runner = asyncio.get_running_loop().create_task(
-            self._run_tasks(self._tasks_stop, started), name="signalwire_calls session tasks"
-        )
-        await started
+        if self._inbound is not None:
+            self._inbound.open()
         if self._unsigned_exposed:
             logger.warning(
                 "webhooks are accepted unsigned at %s (allow_unsigned_webhooks=True): anyone "
@@ -373,11 +363,9 @@ class CallSession:
         core = self._core
         if core.state == "closed":
             return
-        if self._tasks_stop is not None and self._tasks_runner is not None:
+        if self._inbound is not None:
             # inbound handlers first: they hang their calls up while the transport is open
-            self._tasks_stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tasks_runner
+            await self._inbound.aclose()
         core.close()
         try:
             if self._receiver is not None:
@@ -387,17 +375,6 @@ class CallSession:
         finally:
             await self._transport.aclose()
         logger.info("session closed")
-
-    async def _run_tasks(self, stop: asyncio.Event, started: asyncio.Future[None]) -> None:
-        """Owns the session's task group (inbound handlers) until the session closes."""
-        async with anyio.create_task_group() as group:
-            if self._inbound is not None:
-                self._inbound.bind(group)
-            started.set_result(None)
-            await stop.wait()
-            if self._inbound is not None:
-                self._inbound.bind(None)
-            group.cancel_scope.cancel()
 
     # -- inbound calls ----------------------------------------------------------------------
 
@@ -429,7 +406,8 @@ class CallSession:
         max_concurrent: int = 100,
     ) -> _H | Callable[[_H], _H]:
         """Answer inbound calls: serve the SWML webhook at ``inbound_url`` and run
-        ``handler(call, request)`` for each call, in the session's task group.
+        ``handler(call, request)`` for each call, as a task the session owns (closing
+        the session cancels running handlers, which then hang their calls up).
 
         The reply is ``swml`` (a document, or a function of the request returning one;
         default: ``answer`` then ``sleep: -1``, which keeps the call up for REST
@@ -437,7 +415,8 @@ class CallSession:
         ``request.keep_call()``; when it raises, the exception is logged with the call
         id and the call is hung up. Beyond ``max_concurrent`` running handlers a call is
         answered with ``overflow_swml`` (default: a short busy message, then hang up)
-        and counted. Usable as a decorator; call it before the session opens.
+        and counted. A document is checked and encoded once, here. Usable as a
+        decorator; call it before the session opens.
         """
 
         def register(fn: _H) -> _H:

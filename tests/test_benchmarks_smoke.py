@@ -43,6 +43,8 @@ def test_every_scenario_runs_and_reports() -> None:
         "command_ratio",
         "receiver_ratio",
         "vendor_ratio",
+        "inbound_ratio",
+        "inbound_cpu_ratio",
         "targets",
     ):
         assert key in result, key
@@ -70,6 +72,17 @@ def test_every_scenario_runs_and_reports() -> None:
     assert details["memory"]["growth"]["pending_left"] == 0
     assert set(details["codec"]["encode"]) >= {"dial", "play", "collect"}
     assert details["receiver"]["session_signed"]["latency_at_1000_per_s"]["woken"]["median"] > 0
+    # inbound calls: every signed SWML request answered 200 and its handler started, on
+    # both servers, and the kept calls ended between repetitions
+    inbound = details["inbound"]
+    for impl in ("ours", "bare"):
+        assert inbound[impl]["statuses"] == [{"200": inbound["calls"]}], inbound[impl]
+        assert inbound[impl]["handled"] == [inbound["calls"]]
+    assert inbound["ours"]["server_stats"]["inbound"]["overflow"] == 0
+    assert inbound["ours"]["server_stats"]["live_calls"] == 0
+    assert result["inbound_calls_per_s"]["session"] > 0
+    assert result["inbound_calls_per_s"]["bare_aiohttp"] > 0
+    assert result["inbound_ratio"] is not None
 
 
 @pytest.mark.timeout(60)
@@ -152,6 +165,42 @@ def test_receiver_counted_under_callgrind_exits_after_its_events(impl: str) -> N
             receiver.wait(timeout=10)
         if receiver.stdout is not None:
             receiver.stdout.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("impl", ["ours", "bare"])
+def test_inbound_server_counted_under_callgrind_exits_after_its_calls(impl: str) -> None:
+    """inbound_bench.py counts a server's instructions per inbound call by running it
+    until N handlers started; run plainly here, it must exit by itself with status 0."""
+    script = str(ROOT / "benchmarks" / "inbound_bench.py")
+    server = subprocess.Popen(
+        [sys.executable, script, "server", "--impl", impl, "--exit-after", "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("BENCH-READY"), line
+        port = str(json.loads(line.split(" ", 1)[1])["port"])
+        load = subprocess.run(
+            [sys.executable, script, "load", "--port", port, "--count", "60"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+            check=False,
+        )
+        assert load.returncode == 0, load.stderr[-3000:]
+        assert '"statuses": {"200": 60}' in load.stdout, load.stdout[-500:]
+        assert server.wait(timeout=20) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
 
 
 def test_soak_runs_a_round_and_reports_the_table() -> None:

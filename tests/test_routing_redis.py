@@ -531,6 +531,29 @@ async def test_cancelling_open_leaves_nothing_running() -> None:
         assert not [t for t in asyncio.all_tasks() if "signalwire_calls bus" in t.get_name()]
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.0001, 0.0005, 0.002, 0.02])
+async def test_a_session_closed_at_any_moment_of_the_inbox_read_closes(
+    redis_server: RedisServer, delay: float
+) -> None:
+    """redis-py can swallow a cancellation that lands while a command is being sent;
+    closing must not hang on it (it did: the inbox reader then read on forever)."""
+    for _ in range(5):
+        session = CallSession(
+            space="http://127.0.0.1:1",
+            project="p",
+            token="t",
+            serve_receiver=False,
+            public_url="http://127.0.0.1:2",
+            allow_unsigned_webhooks=True,
+            bus=RedisBus(redis_server.url),
+        )
+        await session.open()
+        await asyncio.sleep(delay)
+        with anyio.fail_after(5):
+            await session.aclose()
+        assert not [t for t in asyncio.all_tasks() if "signalwire_calls bus" in t.get_name()]
+
+
 async def test_a_bus_serves_one_session(redis_server: RedisServer) -> None:
     bus = RedisBus(redis_server.url)
     first = CallSession(space="http://127.0.0.1:1", project="p", token="t", bus=bus)

@@ -32,7 +32,7 @@ from ._op_play import TTS_CHARS_PER_SECOND
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["SWML_METHODS", "SwmlError", "parse_swml", "place_inbound"]
+__all__ = ["SWML_METHODS", "SwmlError", "inbound_request_body", "parse_swml", "place_inbound"]
 
 SWML_METHODS = ("answer", "sleep", "play", "hangup")
 MAX_SWML_BYTES = 1024 * 1024
@@ -51,25 +51,14 @@ async def place_inbound(
 ) -> SimCall:
     """Create the inbound call, fetch its SWML from ``url`` and start running it."""
     call = engine.new_inbound(from_=from_, to=to, url=url, callee=callee)
-    body = _encode(
-        {
-            "call": {
-                "call_id": call.id,
-                "node_id": call.node_id,
-                "segment_id": call.segment_id,
-                "call_state": "created",
-                "direction": "inbound",
-                "type": "phone",
-                "from": from_,
-                "to": to,
-                "from_number": from_,
-                "to_number": to,
-                "headers": [],
-                "project_id": engine.project,
-                "space_id": engine.space_id,
-            },
-            "vars": {},
-        }
+    body = inbound_request_body(
+        call_id=call.id,
+        node_id=call.node_id,
+        segment_id=call.segment_id,
+        from_=from_,
+        to=to,
+        project_id=engine.project,
+        space_id=engine.space_id,
     )
     try:
         status, reply = await engine.sender.post_signed(url, body, limit=MAX_SWML_BYTES)
@@ -96,6 +85,40 @@ async def place_inbound(
     call.swml = tuple(steps)
     run_swml(engine, call)
     return call
+
+
+def inbound_request_body(
+    *,
+    call_id: str,
+    node_id: str,
+    segment_id: str,
+    from_: str,
+    to: str,
+    project_id: str,
+    space_id: str,
+) -> bytes:
+    """The JSON body of the platform's SWML request for a new inbound phone call (what
+    ``place_inbound`` POSTs, signed with both signature headers over ``url + body``)."""
+    return _encode(
+        {
+            "call": {
+                "call_id": call_id,
+                "node_id": node_id,
+                "segment_id": segment_id,
+                "call_state": "created",
+                "direction": "inbound",
+                "type": "phone",
+                "from": from_,
+                "to": to,
+                "from_number": from_,
+                "to_number": to,
+                "headers": [],
+                "project_id": project_id,
+                "space_id": space_id,
+            },
+            "vars": {},
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- reading

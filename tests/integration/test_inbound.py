@@ -32,6 +32,12 @@ def caller(i: int) -> str:
     return f"+1555300{i:04d}"
 
 
+def running(session: CallSession) -> int:
+    stats = session.stats().inbound
+    assert stats is not None
+    return stats.running
+
+
 async def place(sim: Simulator, session: CallSession, i: int, callee: Callee) -> Any:
     return await sim.place_inbound(from_=caller(i), to=BOT, url=session.inbound_url, callee=callee)
 
@@ -144,6 +150,39 @@ async def test_calls_over_the_cap_get_the_overflow_swml(sim: Simulator) -> None:
         release.set()
         for call in calls[:2]:
             await sim.wait_for_call_state(call.id, "ended", timeout=T)
+
+
+async def test_closing_the_session_cancels_handlers_until_they_end_and_hangs_up(
+    sim: Simulator,
+) -> None:
+    cancelled: list[str] = []
+    session = make_session(sim)
+
+    @session.on_inbound
+    async def bot(call: Call, request: InboundRequest) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(str(request.from_))
+            if request.from_ == caller(0):
+                await asyncio.sleep(3600)  # swallows the first cancellation: cancelled again
+            raise
+
+    async with session:
+        calls = [await place(sim, session, i, Callee.answers()) for i in range(2)]
+        for _ in range(200):
+            if running(session) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert running(session) == 2
+        closing = asyncio.create_task(session.aclose())
+        await asyncio.wait_for(asyncio.shield(closing), T)
+    stats = session.stats().inbound
+    assert stats is not None
+    assert (stats.running, stats.failed) == (0, 0)
+    assert sorted(cancelled) == [caller(0), caller(1)]
+    for sim_call in calls:  # each handler hung its call up before the session closed
+        await sim.wait_for_call_state(sim_call.id, "ended", timeout=T)
 
 
 async def test_the_reply_may_be_the_users_own_swml(sim: Simulator) -> None:
