@@ -190,9 +190,7 @@ def _prepared(reply: SwmlReply) -> _Prepared:
     return reply if callable(reply) else _encode(reply)
 
 
-def _reply(
-    reply: bytes | Callable[[InboundRequest], dict[str, Any]], request: InboundRequest
-) -> bytes:
+def _reply(reply: _Prepared, request: InboundRequest) -> bytes:
     if isinstance(reply, bytes):
         return reply
     try:
