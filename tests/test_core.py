@@ -436,8 +436,10 @@ async def test_a_flood_of_bogus_events_neither_fills_the_buffer_nor_the_log(
     most one line per kind of message."""
     async with asyncio.timeout(30), env(early_event_max=100) as e:
         e.space.dial_gate.clear()
+        # no request timeout of its own (the test's bounds it): under mutmut's trampolines
+        # the flood outlasts the default 10 s
         dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML, request_timeout=None)
         )
         while not e.space.dials_waiting:
             await asyncio.sleep(0.005)
@@ -470,8 +472,10 @@ async def test_a_flood_of_bogus_events_neither_fills_the_buffer_nor_the_log(
 async def test_a_real_early_event_survives_a_flood_of_forged_operation_events() -> None:
     async with asyncio.timeout(30), env() as e:
         e.space.dial_gate.clear()
+        # no request timeout of its own (the test's bounds it): under mutmut's trampolines
+        # the flood outlasts the default 10 s
         dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML, request_timeout=None)
         )
         while not e.space.dials_waiting:
             await asyncio.sleep(0.005)
