@@ -99,8 +99,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("signalwire_calls.campaign")
-_hangup_failed_log = LogThrottle(logger)
-_hangup_silent_log = LogThrottle(logger)
 
 #: How a target ended. ``completed``: the flow returned. ``busy``, ``no_answer``,
 #: ``failed`` (rejected, unreachable, error before answer), ``canceled`` (ended before
@@ -854,6 +852,8 @@ class Campaign:
         self._skipped = 0
         self._duplicates = 0
         self._flow_errors_logged = 0
+        self._hangup_failed_log = LogThrottle(logger)
+        self._hangup_silent_log = LogThrottle(logger)
 
     # -- public ----------------------------------------------------------------------
 
@@ -1425,11 +1425,11 @@ class Campaign:
         except NotFoundError:
             return  # the platform has ended it already
         except SignalWireError as exc:
-            _hangup_failed_log("hanging up call %s failed: %s", call.id, _summary(exc))
+            self._hangup_failed_log("hanging up call %s failed: %s", call.id, _summary(exc))
         try:
             await call.ended(timeout=self._hangup_timeout)
         except TimeoutError:
-            _hangup_silent_log(
+            self._hangup_silent_log(
                 "call %s: no end event within %s s after hanging up", call.id, self._hangup_timeout
             )
         except SignalWireError:

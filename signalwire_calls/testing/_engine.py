@@ -64,7 +64,6 @@ __all__ = [
 
 _encode = msgspec.json.Encoder().encode
 _log = logging.getLogger("signalwire_calls.testing")
-_inbound_failed_log = LogThrottle(_log)
 
 # Simulated latencies (seconds) of the platform itself.
 _T_INITIATED = 0.01
@@ -98,6 +97,8 @@ class Engine:
     ) -> None:
         self.project = project
         self.space = space
+        # One per simulator: a test's simulator reports its own failures.
+        self._inbound_failed_log = LogThrottle(_log)
         self.time_scale = time_scale
         self.faults = faults
         self.sender = sender
@@ -432,7 +433,7 @@ class Engine:
         if call.status in TERMINAL_STATES:
             return
         call.swml_error = reason
-        _inbound_failed_log("inbound call %s from %s failed: %s", call.id, call.from_, reason)
+        self._inbound_failed_log("inbound call %s from %s failed: %s", call.id, call.from_, reason)
         for timer in call.timers:
             timer.cancel()
         call.timers.clear()

@@ -27,7 +27,6 @@ from .._signing import sign
 __all__ = ["WebhookRecord", "WebhookSender"]
 
 _log = logging.getLogger("signalwire_calls.testing")
-_refused_log = LogThrottle(_log)
 
 Outcome = Literal["pending", "delivered", "failed", "dropped"]
 
@@ -93,6 +92,7 @@ class WebhookSender:
         if attempts < 1:
             raise ValueError("webhook_attempts: must be >= 1")
         self.signing_key = signing_key
+        self._refused_log = LogThrottle(_log)  # one per simulator
         self.allow_external = allow_external
         self._local_urls: dict[str, bool] = {}
         self.concurrency = concurrency
@@ -273,7 +273,7 @@ class WebhookSender:
                 f"not delivered: {record.url} is not a loopback address "
                 "(Simulator(allow_external_webhooks=True) allows it)"
             )
-            _refused_log("webhook %s", record.error)
+            self._refused_log("webhook %s", record.error)
             return False
         headers = {"Content-Type": "application/json"}
         if self.signing_key:
