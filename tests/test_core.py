@@ -49,11 +49,24 @@ class Space:
     commands: list[dict[str, Any]] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     not_found: set[str] = field(default_factory=set)
+    #: per command: the statuses of its next answers (then the usual 200)
+    statuses: dict[str, list[int]] = field(default_factory=dict)
+    #: commands answered only once ``hold_gate`` is set
+    held: set[str] = field(default_factory=set)
+    hold_gate: asyncio.Event = field(default_factory=asyncio.Event)
+    #: per command: the leg status of its answer (else "queued")
+    leg_status: dict[str, str] = field(default_factory=dict)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         doc = msgspec.json.decode(await request.read())
         self.commands.append(doc)
-        if doc["command"] == "dial":
+        command = doc["command"]
+        if command in self.held:
+            await self.hold_gate.wait()
+        if self.statuses.get(command):
+            code = self.statuses[command].pop(0)
+            return web.json_response({"error": f"status {code}"}, status=code)
+        if command == "dial":
             call_id = call_uuid(next(self.ids))
             self.dials_waiting += 1
             try:
@@ -64,7 +77,12 @@ class Space:
             call_id = doc.get("id") or doc["params"].get("id")
             if call_id in self.not_found:
                 return web.json_response({"error": "Not Found"}, status=404)
-        return web.json_response({"id": call_id, "type": "relay_pstn_call", "status": "queued"})
+        leg = {
+            "id": call_id,
+            "type": "relay_pstn_call",
+            "status": self.leg_status.get(command, "queued"),
+        }
+        return web.json_response(leg)
 
 
 @contextlib.asynccontextmanager
@@ -82,6 +100,7 @@ async def space() -> AsyncIterator[Space]:
         yield s
     finally:
         s.dial_gate.set()
+        s.hold_gate.set()
         await runner.cleanup()
 
 
