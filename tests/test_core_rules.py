@@ -20,6 +20,8 @@ from signalwire_calls import (
     OperationFailed,
     PlayResult,
     RetryPolicy,
+    SessionClosedError,
+    SessionStateError,
     silence,
 )
 from signalwire_calls._codec import decode_event
@@ -59,6 +61,10 @@ def commands_named(e: Env, name: str) -> list[dict[str, Any]]:
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "signalwire_calls.core"]
+
+
+def levels(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.levelname for r in caplog.records if r.name == "signalwire_calls.core"]
 
 
 def state_event(call_id: str, state: str, n: int = 0) -> Any:
@@ -437,6 +443,7 @@ async def test_the_wait_for_the_ended_webhook_is_the_grace_and_restarts_on_a_new
         assert messages(caplog) == [
             f"call {call.id!r}: no 'ended' webhook after it was ended; ending it locally"
         ]
+        assert levels(caplog) == ["INFO"]
         assert_nothing_tracked(core)
 
 
@@ -573,6 +580,7 @@ async def test_the_sweep_ends_a_call_silent_for_longer_than_the_maximum_only(
             f"call {call.id!r}: nothing heard for 100 s (the maximum call length); "
             "ending it locally"
         ]
+        assert levels(caplog) == ["WARNING"]
         assert_nothing_tracked(core)
 
 
@@ -629,6 +637,7 @@ async def test_the_watchdog_counts_the_signature_rejections_since_the_dial(
             "meanwhile: 2 (a wrong signing key or public URL?). Check that this URL reaches "
             "this process"
         ]
+        assert levels(caplog) == ["WARNING"]
 
 
 async def test_a_core_without_a_rejection_count_reports_none(
@@ -678,6 +687,7 @@ def test_the_buffer_takes_events_up_to_its_byte_bound_exactly(
         f"early-event buffer full (2 events, {2 * size} bytes; 0 for this call): dropped a "
         "call-state event for 'c-3'"
     ]
+    assert levels(caplog) == ["WARNING"]
 
 
 def test_the_buffer_takes_events_up_to_its_per_call_bound_exactly(
@@ -709,6 +719,7 @@ def test_buffered_events_expire_at_their_time_to_live_exactly(
         stats = core.stats()
     assert (stats.buffered_now, stats.buffered_bytes, stats.expired) == (0, 0, 2)
     assert messages(caplog) == ["expired 2 unmatched call-state event(s) for 'c-1' after 10.0s"]
+    assert levels(caplog) == ["INFO"]
 
 
 def test_a_replayed_bucket_does_not_expire_later() -> None:
@@ -736,5 +747,154 @@ async def test_a_failing_trace_callback_is_logged_with_its_exception(
             await e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
         records = [r for r in caplog.records if r.name == "signalwire_calls.core"]
         assert [r.getMessage() for r in records] == ["the trace callback raised"]
+        assert records[0].levelno == logging.ERROR
         assert records[0].exc_info is not None
         assert isinstance(records[0].exc_info[1], RuntimeError)
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+async def test_the_sweep_runs_every_eighth_of_the_maximum_call_length_within_bounds() -> None:
+    loop = asyncio.get_running_loop()
+    transport = Transport(base_url="http://127.0.0.1:9", project="p", token="t")
+    for length, every in ((8.0, 1.0), (8000.0, 300.0), (0.0008, 0.01)):
+        core = Core(transport, max_call_length=length)
+        core.open("http://127.0.0.1:9/events")
+        assert core._sweeper is not None
+        assert every - 0.05 < core._sweeper.when() - loop.time() <= every
+        core.close()
+        assert core._sweeper.cancelled()
+    never = Core(transport, max_call_length=0.0)
+    never.open("http://127.0.0.1:9/events")
+    assert never._sweeper is None
+    never.close()
+
+
+def test_the_state_errors_say_what_to_do() -> None:
+    core, _ = bare_core()
+    with pytest.raises(SessionStateError) as info:
+        core.check_open()
+    assert str(info.value) == (
+        "the session is not open yet: use `async with session:` or `await session.open()`"
+    )
+    core._state = "open"
+    core.check_open()
+    with pytest.raises(SessionStateError) as info:
+        core.check_unopened()
+    assert str(info.value) == "the session is already open"
+    core.close()
+    assert core.state == "closed"
+    with pytest.raises(SessionStateError) as info:
+        core.check_open()
+    assert str(info.value) == "the session is closed"
+    with pytest.raises(SessionStateError) as info:
+        core.check_unopened()
+    assert str(info.value) == "a CallSession can be opened only once; create a new one"
+
+
+async def test_closing_settles_what_is_pending_and_stops_every_timer() -> None:
+    async with asyncio.timeout(T), env(call_end_grace=60.0, webhook_warning_after=60.0) as e:
+        core = core_of(e)
+        call = await answered(e)
+        play = await call.play(silence(60))
+        failing = await call.play(silence(60))
+        await e.play_event(call.id, failing.control_id, "error")  # held
+        quiet = await e.session.dial(to="+15551230002", from_="+15559870000", swml=SWML)
+        ending = await answered(e)
+        await ending.end()  # waits for its "ended" webhook
+        timers = [
+            *core._call_timers.values(),
+            *(timer for _, timer in core._held.values()),
+            *core._watchdogs.values(),
+        ]
+        assert len(timers) == 3
+        await e.session.aclose()
+        assert all(timer.cancelled() for timer in timers)
+        with pytest.raises(SessionClosedError) as info:
+            await play.finished()
+        assert str(info.value) == (f"the session closed while play {play.control_id!r} was pending")
+        assert info.value.control_id == play.control_id
+        with pytest.raises(SessionClosedError):
+            await failing.finished()
+        assert core.ops == {}
+        assert core._by_call == {}
+        assert core.calls == {}
+        assert (core._call_timers, core._held, core._watchdogs) == ({}, {}, {})
+        assert not quiet.is_ended
+        core.close()  # again: nothing to do
+        assert core.state == "closed"
+
+
+# --------------------------------------------------------------------------- the sink
+
+
+async def test_each_webhook_routed_is_logged_at_debug_and_traced_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records: list[Any] = []
+    async with asyncio.timeout(T), env(trace=records.append) as e:
+        call = await answered(e)
+        play = await call.play(silence(1))
+        with caplog.at_level(logging.DEBUG, logger="signalwire_calls.core"):
+            await e.play_event(call.id, play.control_id, "playing")
+        assert messages(caplog) == [
+            f"webhook calling.call.play playing (call {call.id!r}, operation {play.control_id!r})"
+        ]
+        assert levels(caplog) == ["DEBUG"]
+        traced = [r for r in records if r.kind == "event" and r.name == "calling.call.play"]
+        assert [(r.call_id, r.control_id) for r in traced] == [(call.id, play.control_id)]
+
+
+async def test_a_routing_failure_is_logged_and_the_event_still_traced(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net for a bug in routing: the sender gets no 500, the log says what
+    failed, the trace still sees the event."""
+    records: list[Any] = []
+    async with asyncio.timeout(T), env(trace=records.append) as e:
+        core = core_of(e)
+
+        def broken(event: Any) -> None:
+            raise RuntimeError("routing bug")
+
+        monkeypatch.setattr(core, "_route", broken)
+        with caplog.at_level(logging.ERROR, logger="signalwire_calls.core"):
+            assert await e.post("calling.call.hold", call_id="c", state="held") == 200
+        found = [r for r in caplog.records if r.name == "signalwire_calls.core"]
+        assert [r.getMessage() for r in found] == ["failed to route UnknownEvent"]
+        assert found[0].levelno == logging.ERROR
+        assert found[0].exc_info is not None
+        assert isinstance(found[0].exc_info[1], RuntimeError)
+        assert [r.name for r in records if r.kind == "event"] == ["calling.call.hold"]
+
+
+# --------------------------------------------------------------------------- dialing
+
+
+async def test_a_dial_whose_call_state_came_first_arms_no_watchdog() -> None:
+    async with asyncio.timeout(T), env(webhook_warning_after=60.0) as e:
+        e.space.dial_gate.clear()
+        dial = asyncio.create_task(
+            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        )
+        while not e.space.dials_waiting:
+            await asyncio.sleep(0.005)
+        await e.call_state(call_uuid(1), "ringing")
+        e.space.dial_gate.set()
+        call = await dial
+        assert call.state == "ringing"
+        assert core_of(e)._watchdogs == {}
+        silent = await e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        assert list(core_of(e)._watchdogs) == [silent.id]
+
+
+async def test_a_failed_dial_is_no_longer_in_flight() -> None:
+    async with asyncio.timeout(T), env(retry=NO_RETRY) as e:
+        e.space.statuses["dial"] = [500]
+        with pytest.raises(RequestError):
+            await e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        assert core_of(e)._dials_in_flight == 0
+        await e.call_state(call_uuid(5), "ringing")
+        stats = e.session.stats().registry
+        assert (stats.unmatched, stats.buffered) == (1, 0)
