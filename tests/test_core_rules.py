@@ -25,7 +25,7 @@ from signalwire_calls import (
     silence,
 )
 from signalwire_calls._codec import decode_event
-from signalwire_calls._core import Core
+from signalwire_calls._core import Core, _Recent
 from signalwire_calls._transport import Transport
 from signalwire_calls.commands import Dial, Digits
 from signalwire_calls.errors import CallNotFoundError, NotFoundError, RequestError
@@ -898,3 +898,186 @@ async def test_a_failed_dial_is_no_longer_in_flight() -> None:
         await e.call_state(call_uuid(5), "ringing")
         stats = e.session.stats().registry
         assert (stats.unmatched, stats.buffered) == (1, 0)
+
+
+async def test_each_routing_branch_counts_every_event() -> None:
+    """Keyless, unmatched and late events, twice each, in each branch of the routing:
+    operation events, call-state events, transcripts, events of unknown types."""
+    async with asyncio.timeout(T), env() as e:
+        call = await answered(e)
+        play = await call.play(silence(1))
+        await e.play_event(call.id, play.control_id, "finished")
+        transcribe = await call.transcribe()
+        await e.post("calling.transcript.completed", id="t", call_id=call.id, text="x")
+        await transcribe.finished()
+        ended = await answered(e)
+        await e.call_state(ended.id, "ended", "hangup")
+
+        async def twice(expect: tuple[int, int, int], event_type: str, **params: Any) -> None:
+            before = e.session.stats().registry
+            for _ in range(2):
+                await e.post(event_type, **params)
+            after = e.session.stats().registry
+            got = (
+                after.unknown - before.unknown,
+                after.unmatched - before.unmatched,
+                after.late - before.late,
+            )
+            assert got == expect, (event_type, params)
+
+        await twice((2, 0, 0), "calling.call.play", state="playing")
+        await twice((0, 2, 0), "calling.call.play", control_id="never", state="playing")
+        await twice((0, 0, 2), "calling.call.play", control_id=play.control_id, state="error")
+        await twice((2, 0, 0), "calling.call.state", call_state="ringing")
+        await twice((0, 2, 0), "calling.call.state", call_id="other", call_state="ringing")
+        await twice((0, 0, 2), "calling.call.state", call_id=ended.id, call_state="answered")
+        await twice((2, 0, 0), "calling.transcript.completed", id="t", text="x")
+        await twice((0, 2, 0), "calling.transcript.completed", id="t", call_id="other")
+        await twice((0, 0, 2), "calling.transcript.completed", id="t", call_id=call.id)
+        await twice((2, 0, 0), "calling.call.hold", call_id=call.id, state="held")
+
+
+async def test_a_call_keeps_eight_early_events_and_drops_the_rest() -> None:
+    async with asyncio.timeout(T), env() as e:
+        e.space.dial_gate.clear()
+        dial = asyncio.create_task(
+            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        )
+        while not e.space.dials_waiting:
+            await asyncio.sleep(0.005)
+        for i in range(10):
+            await e.post("calling.call.state", call_id="call-x", call_state="ringing", n=i)
+        stats = e.session.stats().registry
+        assert (stats.buffered_now, stats.expired) == (8, 2)
+        e.space.dial_gate.set()
+        await dial
+
+
+def test_a_recent_set_of_two_keeps_the_newest_only() -> None:
+    recent = _Recent(2)
+    for key in "abc":
+        recent.add(key)
+    assert "c" in recent
+    assert "a" not in recent
+    assert "b" not in recent
+
+
+def test_control_ids_are_sixteen_characters_across_batches() -> None:
+    core, _ = bare_core()
+    ids = [core.new_control_id() for _ in range(600)]
+    assert all(len(i) == 16 for i in ids)
+    assert len(set(ids)) == 600
+
+
+async def test_the_wait_timeout_bounds_waits_on_handles() -> None:
+    async with asyncio.timeout(T), env(wait_timeout=0.1) as e:
+        call = await answered(e)
+        play = await call.play(silence(60))
+        with pytest.raises(TimeoutError):
+            await play.finished()
+        assert not play.done
+
+
+def test_a_core_not_open_has_no_status_url() -> None:
+    core, _ = bare_core()
+    with pytest.raises(SessionStateError, match="not open yet"):
+        _ = core.status_url
+
+
+async def test_plain_commands_are_counted_traced_retried_and_update_the_leg() -> None:
+    records: list[Any] = []
+    async with asyncio.timeout(T), env(trace=records.append, retry=FAST_RETRY) as e:
+        call = await answered(e)
+        play = await call.play(silence(60))
+        e.space.statuses["calling.play.stop"] = [502]  # it names its control_id: resent
+        e.space.leg_status["calling.play.stop"] = "answered"
+        await play.stop()
+        assert len(commands_named(e, "calling.play.stop")) == 2
+        assert call.leg is not None
+        assert call.leg.status == "answered"
+        await call.denoise()
+        assert e.session.stats().commands_sent == 4  # dial, play, stop, denoise
+        sent = [(r.name, r.call_id) for r in records if r.kind == "command"]
+        assert sent == [
+            ("dial", None),
+            ("calling.play", call.id),
+            ("calling.play.stop", call.id),
+            ("calling.denoise", call.id),
+        ]
+
+
+async def test_a_404_to_end_ends_the_call_quietly_and_to_others_names_the_call() -> None:
+    async with asyncio.timeout(T), env() as e:
+        call = await answered(e)
+        other = await answered(e)
+        e.space.not_found.update({call.id, other.id})
+        assert await call.end() is None
+        assert await call.ended() == "not_found"
+        with pytest.raises(CallNotFoundError) as info:
+            await other.denoise()
+        assert info.value.call_id == other.id
+        assert await other.ended() == "not_found"
+
+
+async def test_a_dial_has_its_request_timeout_and_its_leg() -> None:
+    async with asyncio.timeout(T), env() as e:
+        call = await e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        assert call.leg is not None
+        assert call.leg.id == call.id
+        e.space.dial_gate.clear()
+        with pytest.raises(TimeoutError):
+            await e.session.dial(
+                to="+15551230001", from_="+15559870000", swml=SWML, request_timeout=0.1
+            )
+        assert core_of(e)._dials_in_flight == 0
+
+
+async def test_dials_in_flight_are_counted_each() -> None:
+    async with asyncio.timeout(T), env() as e:
+        e.space.dial_gate.clear()
+        dials = [
+            asyncio.create_task(e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML))
+            for _ in range(2)
+        ]
+        while e.space.dials_waiting < 2:
+            await asyncio.sleep(0.005)
+        assert core_of(e)._dials_in_flight == 2
+        e.space.dial_gate.set()
+        await asyncio.gather(*dials)
+        assert core_of(e)._dials_in_flight == 0
+
+
+async def test_a_closed_session_refuses_plain_commands_and_dials() -> None:
+    async with asyncio.timeout(T), env() as e:
+        call = await answered(e)
+    with pytest.raises(SessionStateError, match="the session is closed"):
+        await call.denoise()
+    with pytest.raises(SessionStateError, match="the session is closed"):
+        await e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+
+
+async def test_every_throttled_line_follows_the_cores_clock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each kind of line is let through once a minute of the core's own clock."""
+    core, now = bare_core(early_event_max=0)
+    core.open("http://127.0.0.1:9/events")
+    try:
+        call = core.attach("inbound-1", direction="inbound")
+
+        def raising(*_: Any) -> None:
+            raise RuntimeError("trace")
+
+        with caplog.at_level(logging.DEBUG, logger="signalwire_calls.core"):
+            for at in (0.0, 61.0, 62.0):
+                now[0] = at
+                core._buffer("c", state_event("c", "ringing"))  # full: dropped
+                core._guarded(raising)
+                core._no_webhook(call, 0)
+        counts: dict[str, int] = {}
+        for message in messages(caplog):
+            key = message.split(" ")[0] + " " + message.split(" ")[1]
+            counts[key] = counts.get(key, 0) + 1
+        assert counts == {"early-event buffer": 2, "the trace": 2, "no webhook": 2}
+    finally:
+        core.close()
