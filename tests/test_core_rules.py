@@ -27,6 +27,7 @@ from signalwire_calls import (
 from signalwire_calls._codec import decode_event
 from signalwire_calls._core import Core, _Recent
 from signalwire_calls._transport import Transport
+from signalwire_calls.call import Call
 from signalwire_calls.commands import Dial, Digits
 from signalwire_calls.errors import CallNotFoundError, NotFoundError, RequestError
 
@@ -362,6 +363,8 @@ async def test_another_operation_settles_while_an_error_is_held() -> None:
         assert await fine.finished() == PlayResult(state="finished")
         assert [h.control_id for h in call.pending] == [failing.control_id]
         assert list(core_of(e)._held) == [failing]
+        await e.play_event(call.id, fine.control_id, "finished", timestamp=2.0)
+        assert e.session.stats().registry.late == 1  # remembered though an error was held
         # the held error's own later end releases its timer
         core_of(e).settle(failing, PlayResult(state="finished"))
         assert core_of(e)._held == {}
@@ -1060,7 +1063,7 @@ async def test_every_throttled_line_follows_the_cores_clock(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Each kind of line is let through once a minute of the core's own clock."""
-    core, now = bare_core(early_event_max=0)
+    core, now = bare_core(early_event_max=1, early_event_ttl=0.5)
     core.open("http://127.0.0.1:9/events")
     try:
         call = core.attach("inbound-1", direction="inbound")
@@ -1069,15 +1072,55 @@ async def test_every_throttled_line_follows_the_cores_clock(
             raise RuntimeError("trace")
 
         with caplog.at_level(logging.DEBUG, logger="signalwire_calls.core"):
-            for at in (0.0, 61.0, 62.0):
+            for at in (0.0, 61.0, 62.0, 122.0):
                 now[0] = at
-                core._buffer("c", state_event("c", "ringing"))  # full: dropped
+                core._buffer("c", state_event("c", "ringing"))  # expires the last, fills
+                core._buffer("c", state_event("c", "ringing", 1))  # full: dropped
                 core._guarded(raising)
                 core._no_webhook(call, 0)
+                core._end_webhook_lost(Call(core, f"ending-{at}"))
+                core._buffer(f"expiring-{at}", state_event("x", "ringing"))
         counts: dict[str, int] = {}
         for message in messages(caplog):
             key = message.split(" ")[0] + " " + message.split(" ")[1]
             counts[key] = counts.get(key, 0) + 1
-        assert counts == {"early-event buffer": 2, "the trace": 2, "no webhook": 2}
+        assert counts == {
+            "early-event buffer": 3,
+            "the trace": 3,
+            "no webhook": 3,
+            "call 'ending-0.0':": 1,
+            "call 'ending-61.0':": 1,
+            "call 'ending-122.0':": 1,
+            "expired 1": 2,  # at 61 and 122
+        }
     finally:
         core.close()
+
+
+async def test_a_dial_with_only_other_calls_buffered_keeps_them_and_replays_add_up() -> None:
+    async with asyncio.timeout(T), env() as e:
+        for n in (1, 2):
+            e.space.dial_gate.clear()
+            dial = asyncio.create_task(
+                e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+            )
+            while not e.space.dials_waiting:
+                await asyncio.sleep(0.005)
+            await e.call_state(call_uuid(n), "ringing")
+            await e.call_state(f"someone-else-{n}", "ringing")
+            e.space.dial_gate.set()
+            assert (await dial).state == "ringing"
+            stats = e.session.stats().registry
+            assert (stats.replayed, stats.buffered_now) == (n, n)
+
+
+async def test_a_call_state_event_during_the_grace_does_not_restart_it() -> None:
+    async with asyncio.timeout(T), env(call_end_grace=60.0) as e:
+        core = core_of(e)
+        call = await answered(e)
+        await call.play(silence(60))
+        await e.call_state(call.id, "ended", "hangup")
+        grace = core._call_timers[call.id]
+        await e.post("calling.call.state", call_id=call.id, call_state="ended", n=2)
+        assert core._call_timers[call.id] is grace
+        assert not grace.cancelled()
