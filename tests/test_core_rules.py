@@ -1060,18 +1060,18 @@ async def test_a_closed_session_refuses_plain_commands_and_dials() -> None:
 
 
 async def test_every_throttled_line_follows_the_cores_clock(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each kind of line is let through once a minute of the core's own clock."""
-    core, now = bare_core(early_event_max=1, early_event_ttl=0.5)
+    core, now = bare_core(early_event_max=1, early_event_ttl=0.5, max_call_length=10.0)
     core.open("http://127.0.0.1:9/events")
     try:
-        call = core.attach("inbound-1", direction="inbound")
+        call = Call(core, "watched-1")
 
         def raising(*_: Any) -> None:
             raise RuntimeError("trace")
 
-        with caplog.at_level(logging.DEBUG, logger="signalwire_calls.core"):
+        with caplog.at_level(logging.INFO, logger="signalwire_calls.core"):
             for at in (0.0, 61.0, 62.0, 122.0):
                 now[0] = at
                 core._buffer("c", state_event("c", "ringing"))  # expires the last, fills
@@ -1080,6 +1080,11 @@ async def test_every_throttled_line_follows_the_cores_clock(
                 core._no_webhook(call, 0)
                 core._end_webhook_lost(Call(core, f"ending-{at}"))
                 core._buffer(f"expiring-{at}", state_event("x", "ringing"))
+                core._heard[core.attach(f"silent-{at}", direction="inbound").id] = at - 11.0
+                core._sweep()
+                with monkeypatch.context() as patch:
+                    patch.setattr(core, "_route", raising)
+                    core.deliver(state_event("x", "ringing"))
         counts: dict[str, int] = {}
         for message in messages(caplog):
             key = message.split(" ")[0] + " " + message.split(" ")[1]
@@ -1092,6 +1097,10 @@ async def test_every_throttled_line_follows_the_cores_clock(
             "call 'ending-61.0':": 1,
             "call 'ending-122.0':": 1,
             "expired 1": 2,  # at 61 and 122
+            "call 'silent-0.0':": 1,
+            "call 'silent-61.0':": 1,
+            "call 'silent-122.0':": 1,
+            "failed to": 3,
         }
     finally:
         core.close()
