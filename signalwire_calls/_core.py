@@ -525,14 +525,10 @@ class Core:
 
     def _route(self, event: Event) -> None:
         cls = type(event)
-        if cls not in _NOT_BY_CONTROL_ID:
+        if cls not in _NOT_BY_CONTROL_ID:  # deliver() found no handle for it
             control_id = event.control_id
             if control_id is None:
                 self.unknown += 1
-                return
-            handle = self.ops.get(control_id)
-            if handle is not None:
-                self._feed(handle, event)
             elif control_id in self._recent_ops:
                 self.late += 1
             else:

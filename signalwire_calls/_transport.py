@@ -578,7 +578,11 @@ class Transport:
             return None
         budget = _Budget(deadline, task)
         budgets.append(budget)
-        if self._budget_timer is None:
+        timer = self._budget_timer
+        # the timer may still be set for a finished attempt's later deadline
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
             self._budget_timer = loop.call_at(deadline, self._expire)
         return budget
 

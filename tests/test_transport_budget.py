@@ -177,3 +177,17 @@ async def test_shorter_and_longer_timeouts_in_any_order(
     assert 0.15 <= ended["short"] < 0.6
     assert 0.55 <= ended["long"] < 2.0
     assert transport.stats().read_timeouts == 1
+
+
+async def test_a_shorter_timeout_after_a_longer_attempt_ended_keeps_its_own_deadline(
+    transport: Transport,
+) -> None:
+    """The finished attempt's deadline is later than the new one's: the timer must not
+    wait for it."""
+    async with asyncio.timeout(5):
+        leg = await transport.send(play("fast-1"), CALL_ID, timeout=3.0)
+        assert leg.id == CALL_ID
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            await transport.send(play("slow-3000-short"), CALL_ID, timeout=0.2)
+    assert 0.15 <= time.monotonic() - started < 1.0
