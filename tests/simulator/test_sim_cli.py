@@ -37,19 +37,38 @@ async def _start(*args: str) -> tuple[asyncio.subprocess.Process, str]:
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
-    async with asyncio.timeout(15):
-        line = (await proc.stdout.readline()).decode()
-    match = re.search(r"http://127\.0\.0\.1:\d+", line)
-    assert match, line
+    try:
+        async with asyncio.timeout(15):
+            line = (await proc.stdout.readline()).decode()
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert match, line
+    except BaseException:
+        await _kill(proc)  # a failed start leaves no process behind
+        raise
     return proc, match.group(0)
+
+
+async def _communicate(proc: asyncio.subprocess.Process, timeout: float) -> tuple[bytes, bytes]:
+    """``proc.communicate()`` within ``timeout`` seconds; a process still running after
+    it (the test failed or timed out) is killed, so no test leaves one behind."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await proc.communicate()
+    finally:
+        await _kill(proc)
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
     """SIGTERM, then the exit status and the rest of stdout and stderr."""
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(15):
-        out, err = await proc.communicate()
+    out, err = await _communicate(proc, 15)
     assert proc.returncode is not None
     return proc.returncode, out, err
 
@@ -64,8 +83,7 @@ async def _run(*args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(15):
-        out, err = await proc.communicate()
+    out, err = await _communicate(proc, 15)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -127,8 +145,7 @@ async def test_cli_bad_callees_file(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    async with asyncio.timeout(15):
-        _, err = await proc.communicate()
+    _, err = await _communicate(proc, 15)
     assert proc.returncode == 2
     assert b"--callees" in err
 
