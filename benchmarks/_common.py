@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -241,3 +243,36 @@ def raw_post(port: int, path: str, body: bytes, headers: dict[str, str] | None =
     for k, v in (headers or {}).items():
         head.append(f"{k}: {v}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn_redis(directory: str, needed_by: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``redis-server`` of the benchmark's own on a free loopback port (never the
+    machine's shared one), and its URL; ``needed_by`` names the benchmark if it is
+    missing."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit(f"{needed_by} needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
+         "no", "--dir", directory, "--protected-mode", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")

@@ -52,6 +52,7 @@ from _common import (
     proc_cpu,
     python_env,
     rss_bytes,
+    spawn_redis,
 )
 
 SWML = {"version": "1.0.0", "sections": {"main": [{"answer": {}}]}}
@@ -487,41 +488,6 @@ def run(quick: bool, instructions: bool) -> dict[str, Any]:
     return out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _spawn_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
-    """A ``redis-server`` of the benchmark's own on a free loopback port."""
-    import socket
-
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("--distributed needs redis-server (apt-get install redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-         "no", "--dir", directory, "--protected-mode", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
-
-
 def _cpu_share(pid: int, before: float | None, wall: float) -> float | None:
     after = proc_cpu(pid)
     return None if before is None or after is None or wall <= 0 else (after - before) / wall
@@ -532,7 +498,7 @@ def run_distributed(quick: bool) -> dict[str, Any]:
     targets, concurrency = (2000, 200) if quick else (6000, 300)
     out: dict[str, Any] = {"targets": targets, "concurrency_per_worker": concurrency}
     with tempfile.TemporaryDirectory() as tmp:
-        redis, redis_url = _spawn_redis(tmp)
+        redis, redis_url = spawn_redis(tmp, "--distributed")
         sim, url, path = _spawn_simulator(ANSWER)
         try:
             sim0, t0 = proc_cpu(sim.pid), time.perf_counter()

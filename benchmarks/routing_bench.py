@@ -25,10 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import ROOT, Child, percentile
+from _common import ROOT, Child, percentile, spawn_redis
 
 OWNER = "bench-owner"
 QUERY = f"?swc_owner={OWNER}"
@@ -53,36 +50,6 @@ _children: list[Child] = []
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _spawn_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        raise SystemExit("the routing benchmark needs redis-server (apt-get install redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly",
-         "no", "--dir", directory, "--protected-mode", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 def _parser_envs(directory: str) -> dict[str, dict[str, str] | None]:
@@ -206,7 +173,7 @@ def bench_routing(p: dict[str, Any]) -> dict[str, Any]:
     """Routed vs in-process, per Redis parser; medians over ``reps`` interleaved runs."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as directory:
-        redis, url = _spawn_redis(directory)
+        redis, url = spawn_redis(directory, "the routing benchmark")
         try:
             for parser, env in _parser_envs(directory).items():
                 pair = _Pair(url, p, env)
