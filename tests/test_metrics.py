@@ -208,7 +208,15 @@ async def test_aiohttp_mount_serves_the_session_metrics(sim: Simulator) -> None:
 @contextlib.asynccontextmanager
 async def uvicorn_server(app: Any, port: int) -> AsyncIterator[None]:
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        # asgi3 said, not guessed from __call__ (mutmut's trampolines hide that it is async)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            interface="asgi3",
+        )
     )
     task = asyncio.create_task(server.serve())
     try:
