@@ -207,10 +207,14 @@ async def test_aiohttp_mount_serves_the_session_metrics(sim: Simulator) -> None:
 
 @contextlib.asynccontextmanager
 async def uvicorn_server(app: Any, port: int) -> AsyncIterator[None]:
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        await app(scope, receive, send)
+
     server = uvicorn.Server(
-        # asgi3 said, not guessed from __call__ (mutmut's trampolines hide that it is async)
+        # A plain ASGI 3 function in front of the app: uvicorn guesses factories and ASGI
+        # versions from the app's signature, which mutmut's trampolines hide.
         uvicorn.Config(
-            app,
+            asgi,
             host="127.0.0.1",
             port=port,
             log_level="warning",
