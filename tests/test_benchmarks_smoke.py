@@ -11,11 +11,41 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def bench_server(*args: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """A benchmark server process (``python args...``) and the JSON of its
+    ``BENCH-READY`` line; killed on the way out if it has not exited by then."""
+    server = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("BENCH-READY"), line
+        yield server, json.loads(line.split(" ", 1)[1])
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def run_ok(*args: str) -> str:
+    """``python args...`` within 30 s; its stdout, once it exited with status 0."""
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=30, cwd=ROOT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 @pytest.mark.timeout(90)
@@ -89,36 +119,15 @@ def test_every_scenario_runs_and_reports() -> None:
 def test_instruction_count_clients_run() -> None:
     """The workloads that run.py counts under callgrind (whole commands against the fast
     server, and the session's pieces without it), run plainly."""
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "benchmarks" / "servers.py"), "fast", "--lifetime", "50"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        assert line.startswith("BENCH-READY"), line
-        port = str(json.loads(line.split(" ", 1)[1])["port"])
+    servers = str(ROOT / "benchmarks" / "servers.py")
+    with bench_server(servers, "fast", "--lifetime", "50") as (_, info):
+        port = str(info["port"])
         runs: list[tuple[str, ...]] = [
             ("--impl", impl, "--port", port, "--count", "200") for impl in ("session", "bare")
         ]
         runs += [("--part", part, "--count", "50") for part in ("deliver", "bare_body")]
         for args in runs:
-            proc = subprocess.run(
-                [sys.executable, str(ROOT / "benchmarks" / "instructions.py"), *args],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                cwd=ROOT,
-                check=False,
-            )
-            assert proc.returncode == 0, proc.stderr[-3000:]
-    finally:
-        server.kill()
-        server.wait(timeout=10)
-        if server.stdout is not None:
-            server.stdout.close()
+            run_ok(str(ROOT / "benchmarks" / "instructions.py"), *args)
 
 
 @pytest.mark.timeout(60)
@@ -126,45 +135,19 @@ def test_instruction_count_clients_run() -> None:
 def test_receiver_counted_under_callgrind_exits_after_its_events(impl: str) -> None:
     """run.py counts a receiver's instructions per webhook by running it until N events
     settled; run plainly here, it must exit by itself with status 0."""
-    receiver = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "servers.py"),
-            *("receiver", "--impl", impl, "--pending", "300", "--calls", "10"),
-            *("--exit-after", "100", "--lifetime", "40", "--signed"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert receiver.stdout is not None
-        line = receiver.stdout.readline()
-        assert line.startswith("BENCH-READY"), line
-        info = json.loads(line.split(" ", 1)[1])
+    with bench_server(
+        str(ROOT / "benchmarks" / "servers.py"),
+        *("receiver", "--impl", impl, "--pending", "300", "--calls", "10"),
+        *("--exit-after", "100", "--lifetime", "40", "--signed"),
+    ) as (receiver, info):
         port = info["url"].split(":")[2].split("/")[0]
-        load = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "benchmarks" / "clients.py"),
-                *("loadgen", "--port", port, "--prefix", info["prefix"], "--start", "0"),
-                *("--count", "100", "--calls", "10", "--concurrency", "4", "--signed"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=ROOT,
-            check=False,
+        out = run_ok(
+            str(ROOT / "benchmarks" / "clients.py"),
+            *("loadgen", "--port", port, "--prefix", info["prefix"], "--start", "0"),
+            *("--count", "100", "--calls", "10", "--concurrency", "4", "--signed"),
         )
-        assert load.returncode == 0, load.stderr[-3000:]
-        assert '"200": 100' in load.stdout, load.stdout[-500:]
+        assert '"200": 100' in out, out[-500:]
         assert receiver.wait(timeout=20) == 0
-    finally:
-        if receiver.poll() is None:
-            receiver.kill()
-            receiver.wait(timeout=10)
-        if receiver.stdout is not None:
-            receiver.stdout.close()
 
 
 @pytest.mark.timeout(60)
@@ -173,34 +156,10 @@ def test_inbound_server_counted_under_callgrind_exits_after_its_calls(impl: str)
     """inbound_bench.py counts a server's instructions per inbound call by running it
     until N handlers started; run plainly here, it must exit by itself with status 0."""
     script = str(ROOT / "benchmarks" / "inbound_bench.py")
-    server = subprocess.Popen(
-        [sys.executable, script, "server", "--impl", impl, "--exit-after", "60"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        assert line.startswith("BENCH-READY"), line
-        port = str(json.loads(line.split(" ", 1)[1])["port"])
-        load = subprocess.run(
-            [sys.executable, script, "load", "--port", port, "--count", "60"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=ROOT,
-            check=False,
-        )
-        assert load.returncode == 0, load.stderr[-3000:]
-        assert '"statuses": {"200": 60}' in load.stdout, load.stdout[-500:]
+    with bench_server(script, "server", "--impl", impl, "--exit-after", "60") as (server, info):
+        out = run_ok(script, "load", "--port", str(info["port"]), "--count", "60")
+        assert '"statuses": {"200": 60}' in out, out[-500:]
         assert server.wait(timeout=20) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=10)
-        if server.stdout is not None:
-            server.stdout.close()
 
 
 def test_soak_runs_a_round_and_reports_the_table() -> None:
