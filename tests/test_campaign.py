@@ -13,6 +13,7 @@ import signal
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def live_calls(sim: Simulator) -> list[str]:
 
 def journal_targets(path: Path) -> dict[str, tuple[str, str | None, int]]:
     """key -> (state, outcome, attempts), read straight from the SQLite file."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         return {
             k: (s, o, int(a))
             for k, s, o, a in db.execute("SELECT key, state, outcome, attempts FROM targets")
@@ -671,6 +672,6 @@ async def test_a_bad_number_is_an_error_and_nothing_is_dialled_for_it(tmp_path: 
         assert report.outcomes == {"completed": 2, "error": 1}
         assert set(calls_per_number(sim)) == {number(0), number(2)}
         assert [x.command for x in sim.commands].count("dial") == 2
-    with sqlite3.connect(journal) as db:
+    with closing(sqlite3.connect(journal)) as db:
         (error,) = db.execute("SELECT error FROM targets WHERE key = '555-0100'").fetchone()
     assert error.startswith("ValidationError: to: a phone number must be E.164")

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import sys
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import anyio
@@ -95,7 +96,7 @@ def done_count(journal: Path) -> int:
     if not journal.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
             row = db.execute("SELECT COUNT(*) FROM targets WHERE state = 'done'").fetchone()
     except sqlite3.OperationalError:  # not created yet
         return 0
@@ -144,7 +145,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
             await proc.communicate()
         assert proc.returncode == -signal.SIGKILL
         before = journal_targets(journal)
-        with sqlite3.connect(journal) as db:
+        with closing(sqlite3.connect(journal)) as db:
             mid_dial = {
                 k
                 for (k,) in db.execute(

@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,7 @@ async def test_group_commit_one_transaction_per_turn(tmp_path: Path) -> None:
         await asyncio.sleep(journal.batch_delay * 2)
         assert journal.commits == 2
         # another connection sees what was committed
-        with sqlite3.connect(tmp_path / "j.db") as db:
+        with closing(sqlite3.connect(tmp_path / "j.db")) as db:
             assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 1000
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
@@ -223,11 +224,11 @@ async def test_an_attempt_is_on_disk_before_its_batch_resolves(tmp_path: Path) -
     journal.open()
     try:
         _, batch = start(journal, "k", "+1555", '{"a": 1}')
-        with sqlite3.connect(tmp_path / "j.db") as db:
+        with closing(sqlite3.connect(tmp_path / "j.db")) as db:
             assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 0
         await batch.wait()
         assert batch.committed
-        with sqlite3.connect(tmp_path / "j.db") as db:
+        with closing(sqlite3.connect(tmp_path / "j.db")) as db:
             row = db.execute("SELECT status FROM attempts WHERE target_id = 1").fetchone()
             assert row == ("dialing",)
     finally:
