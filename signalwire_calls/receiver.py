@@ -117,6 +117,9 @@ class MetricsSource(Protocol):
     def render(self, accept: str | None) -> tuple[bytes, str]: ...
 
 
+_ROUTES = ("path", "inbound_path", "metrics_path")
+
+
 class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Configuration of the webhook receiver.
 
@@ -156,10 +159,9 @@ class ReceiverSettings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_path: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("path", "inbound_path", "metrics_path"):
+        names = ("path", "inbound_path") if self.metrics_path is None else _ROUTES
+        for name in names:
             route: str | None = getattr(self, name)
-            if route is None and name == "metrics_path":
-                continue
             if (
                 not isinstance(route, str)
                 or not route.startswith("/")
@@ -290,8 +292,8 @@ class _Core:
         self.settings = settings
         self.inbound = inbound
         self.metrics = metrics
-        # served only with a source to render: a path without one is refused by _make_core
-        self.metrics_path = settings.metrics_path if metrics is not None else None
+        # served only with a source to render: _make_core refuses a path without one
+        self.metrics_path = settings.metrics_path
         self.signing_key = settings.signing_key
         self._verifier = Verifier(settings.signing_key) if settings.signing_key else None
         self.base_url = settings.public_url.rstrip("/") if settings.public_url else None

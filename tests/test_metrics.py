@@ -355,8 +355,12 @@ def test_a_metrics_path_without_a_source_is_refused(make: Callable[..., object])
         def deliver(self, event: object) -> None:
             pass
 
-    with pytest.raises(ConfigurationError, match="metrics_path"):
+    with pytest.raises(ConfigurationError) as raised:
         make(Sink(), METRICS)
+    assert str(raised.value) == (
+        "metrics_path: set, but no metrics= source to serve (a CallSession passes its own; "
+        "see signalwire_calls.metrics)"
+    )
 
 
 def test_a_session_metrics_can_be_made_on_its_own() -> None:

@@ -370,6 +370,39 @@ def test_settings_validation_names_the_field(options: dict[str, Any], field: str
         ReceiverSettings(**options)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"inbound_path": "/signalwire/events"}, "inbound_path: must differ from path"),
+        (
+            {"metrics_path": "/signalwire/events"},
+            "metrics_path: must differ from path and inbound_path",
+        ),
+        (
+            {"metrics_path": "/signalwire/inbound"},
+            "metrics_path: must differ from path and inbound_path",
+        ),
+        (
+            {"metrics_path": "metrics"},
+            "metrics_path: must start with '/' and hold no query or fragment, got 'metrics'",
+        ),
+    ],
+)
+def test_routes_that_collide_are_refused_word_for_word(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        ReceiverSettings(**options)
+    assert str(raised.value) == message
+    # the defaults themselves are three distinct routes, and metrics are off
+    settings = ReceiverSettings()
+    assert (settings.path, settings.inbound_path, settings.metrics_path) == (
+        "/signalwire/events",
+        "/signalwire/inbound",
+        None,
+    )
+
+
 def test_receiver_arguments_validated() -> None:
     with pytest.raises(ConfigurationError, match=r"^port:"):
         Receiver(ListSink(), port=70000)
