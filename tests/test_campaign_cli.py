@@ -22,6 +22,7 @@ from signalwire_calls._cli import main
 from signalwire_calls.campaign import Campaign, Target, read_report, read_targets_csv
 from signalwire_calls.testing import Callee, Simulator
 
+from .processes import communicate, kill
 from .test_campaign import (
     CALLER,
     SWML,
@@ -141,8 +142,7 @@ async def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
         try:
             await wait_for_done(journal, 100, proc)
         finally:
-            proc.kill()
-            await proc.communicate()
+            await kill(proc)
         assert proc.returncode == -signal.SIGKILL
         before = journal_targets(journal)
         with closing(sqlite3.connect(journal)) as db:
@@ -221,10 +221,13 @@ async def test_a_signal_stops_the_cli_gracefully_and_resume_finishes(
     async with make_simulator() as sim:
         sim.script("*", Callee.answers(after=0.5))
         proc = await start_cli(sim, tmp_path, *common)
-        await wait_for_done(journal, 30, proc)
+        try:
+            await wait_for_done(journal, 30, proc)
+        except BaseException:
+            await kill(proc)
+            raise
         proc.send_signal(signum)
-        with anyio.fail_after(T):
-            out, err = await proc.communicate()
+        out, err = await communicate(proc, T)
         assert proc.returncode == 130, err.decode()
         assert "canceled" not in out.decode()
         assert live_calls(sim) == []  # the live calls were let finish
@@ -233,8 +236,7 @@ async def test_a_signal_stops_the_cli_gracefully_and_resume_finishes(
         assert "unknown" not in first.outcomes
 
         proc = await start_cli(sim, tmp_path, *common, "--resume", "--json")
-        with anyio.fail_after(T):
-            out, err = await proc.communicate()
+        out, err = await communicate(proc, T)
         assert proc.returncode == 0, err.decode()
         summary = json.loads(out.decode().strip().splitlines()[-1])
         assert summary["outcomes"] == {"completed": 200}

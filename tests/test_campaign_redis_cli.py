@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from signalwire_calls._cli import main
 from signalwire_calls.testing import Callee
 
+from .processes import communicate, kill
 from .redis_server import RedisServer, _free_port
 from .test_campaign import CALLER, SWML, T, calls_per_number, live_calls, make_simulator
 from .test_campaign_cli import FLOWS, sim_env, start_cli, write_targets
@@ -107,9 +108,7 @@ async def test_sigkill_a_worker_its_targets_are_taken_over_none_dialled_twice(
             assert follower.returncode == 0, progress.decode()
         finally:
             for proc in procs:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.communicate()
+                await kill(proc)
         # the dead worker's calls stay up: nobody knows them any more
         orphans = {sim.calls[c].to for c in live_calls(sim)}
         for call_id in live_calls(sim):
@@ -149,8 +148,7 @@ async def test_sigkill_a_worker_its_targets_are_taken_over_none_dialled_twice(
         cwd=tmp_path, env=sim_env(sim), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    with anyio.fail_after(T):
-        out, err = await proc.communicate()
+    out, err = await communicate(proc, T)
     assert proc.returncode == 0, err.decode()
     exported = json.loads(out.decode())
     assert exported["summary"]["outcomes"] == expected

@@ -19,6 +19,7 @@ from signalwire_calls import _signing
 from signalwire_calls._cli import build_parser
 from signalwire_calls._cli_simulator import _parse_cps
 
+from ..processes import communicate, kill
 from .helpers import Receiver, basic_auth
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -43,32 +44,16 @@ async def _start(*args: str) -> tuple[asyncio.subprocess.Process, str]:
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert match, line
     except BaseException:
-        await _kill(proc)  # a failed start leaves no process behind
+        await kill(proc)  # a failed start leaves no process behind
         raise
     return proc, match.group(0)
-
-
-async def _communicate(proc: asyncio.subprocess.Process, timeout: float) -> tuple[bytes, bytes]:
-    """``proc.communicate()`` within ``timeout`` seconds; a process still running after
-    it (the test failed or timed out) is killed, so no test leaves one behind."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await proc.communicate()
-    finally:
-        await _kill(proc)
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
     """SIGTERM, then the exit status and the rest of stdout and stderr."""
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
-    out, err = await _communicate(proc, 15)
+    out, err = await communicate(proc, 15)
     assert proc.returncode is not None
     return proc.returncode, out, err
 
@@ -83,7 +68,7 @@ async def _run(*args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await _communicate(proc, 15)
+    out, err = await communicate(proc, 15)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -145,7 +130,7 @@ async def test_cli_bad_callees_file(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, err = await _communicate(proc, 15)
+    _, err = await communicate(proc, 15)
     assert proc.returncode == 2
     assert b"--callees" in err
 
