@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from signalwire_calls._signing import SHA1_HEADER, SHA256_HEADER
@@ -195,6 +195,27 @@ def signed_headers(
     return [(n, signature(url, body, n) if v == b"VALID" else v) for n, v in pairs]
 
 
+#: A request of each outcome the checks expect to see (200, 400, 413 and, signed, 403),
+#: so that they hold whatever the random examples turn out to be.
+VALID_SHA256 = [(SHA256_HEADER.encode(), b"VALID")]
+GOOD_EVENT = b'{"event_type":"calling.call.hologram","params":{"call_id":"c1"}}'
+SURE_CASES: list[tuple[bytes, list[tuple[bytes, bytes]]]] = [
+    (GOOD_EVENT, VALID_SHA256),  # 200
+    (b"[", VALID_SHA256),  # 400
+    (b" " * (MAX_BODY + 1), VALID_SHA256),  # 413
+    (GOOD_EVENT, []),  # 403 when signed (200 when not)
+]
+
+
+def sure_examples(test: Any) -> Any:
+    """``test`` with ``SURE_CASES`` as explicit hypothesis examples (HTTP test)."""
+    for body, sigs in SURE_CASES:
+        test = example(
+            body=body, sigs=sigs, host=b"127.0.0.1", query=b"", chunked=False, encoding="", extra=[]
+        )(test)
+    return test
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -249,6 +270,7 @@ def test_real_receiver_never_answers_500(caplog: pytest.LogCaptureFixture, signe
         try:
 
             @SETTINGS
+            @sure_examples
             @given(
                 body=bodies,
                 sigs=signature_headers,
@@ -394,5 +416,11 @@ def test_asgi_app_never_answers_500(caplog: pytest.LogCaptureFixture, signed: bo
             assert status != 0 or disconnect
 
         one()
+        for body, sigs in SURE_CASES:  # st.data() rules out @example here
+            url = b"http://127.0.0.1" + PATH.encode()
+            headers = [(b"host", b"127.0.0.1"), *signed_headers(sigs, url, body)]
+            headers = [(name.lower(), value) for name, value in headers]
+            headers.append((b"content-length", b"%d" % len(body)))
+            seen[runner.run(drive(app, headers, [body], b"", False))] += 1
     check_logs(caplog)
     check_stats(app.stats(), seen, signed)
