@@ -431,14 +431,13 @@ class _Core:
         if verifier is not None and not verifier.verify(url, body, header):
             return self._bad_signature(url, header), None
         inbound = self.inbound
-        reply = None
-        if inbound is not None:
-            try:
-                reply = inbound.answer(body)
-            except MalformedWebhookError as exc:
-                self.rejected_malformed += 1
-                logger.debug("inbound SWML request refused (400): %r", str(exc))
-                return 400, None
+        assert inbound is not None  # the front ends serve inbound_path only with one
+        try:
+            reply = inbound.answer(body)
+        except MalformedWebhookError as exc:
+            self.rejected_malformed += 1
+            logger.debug("inbound SWML request refused (400): %r", str(exc))
+            return 400, None
         if reply is None:
             self.rejected_malformed += 1
             logger.debug("inbound SWML request refused (404): no inbound handler is set")
