@@ -19,17 +19,19 @@ from signalwire_calls import (
     CallEndedError,
     OperationFailed,
     PlayResult,
+    ReceiverSettings,
     RetryPolicy,
     SessionClosedError,
     SessionStateError,
     silence,
 )
 from signalwire_calls._codec import decode_event
-from signalwire_calls._core import Core, _Recent
+from signalwire_calls._core import Core, MeteredCore, _Recent
 from signalwire_calls._transport import Transport
 from signalwire_calls.call import Call
 from signalwire_calls.commands import Dial, Digits
 from signalwire_calls.errors import CallNotFoundError, NotFoundError, RequestError
+from signalwire_calls.metrics import PREFIX
 
 from .test_core import SWML, Env, answered, call_uuid, env
 
@@ -1133,3 +1135,58 @@ async def test_a_call_state_event_during_the_grace_does_not_restart_it() -> None
         await e.post("calling.call.state", call_id=call.id, call_state="ended", n=2)
         assert core._call_timers[call.id] is grace
         assert not grace.cancelled()
+
+
+# --------------------------------------------------------------------------- metered waits
+
+METERED = ReceiverSettings(metrics_path="/metrics")
+
+
+def waits(e: Env) -> float:
+    """How many waits webhooks completed, as the session's histogram counts them."""
+    metrics = e.session.metrics
+    assert metrics is not None
+    value = metrics.registry.get_sample_value(f"{PREFIX}_webhook_to_waiter_seconds_count")
+    assert value is not None
+    return value
+
+
+async def test_each_wait_a_webhook_completes_is_timed_once() -> None:
+    async with asyncio.timeout(T), env(call_end_grace=5.0, receiver=METERED) as e:
+        assert isinstance(core_of(e), MeteredCore)
+        assert waits(e) == 0
+        call = await answered(e)
+        assert waits(e) == 1  # answered()
+        # a late ringing and a repeated answered complete no wait
+        await e.call_state(call.id, "ringing")
+        await e.call_state(call.id, "answered")
+        assert call.state == "answered"
+        assert waits(e) == 1
+        play = await call.play(silence(60))
+        await e.play_event(call.id, play.control_id, "playing")
+        assert waits(e) == 1
+        # an error while the call may be ending is held: no wait completes yet
+        await e.play_event(call.id, play.control_id, "error")
+        assert not play.done
+        assert waits(e) == 1
+        # the end settles the held play in the same webhook: ended() and finished()
+        await e.call_state(call.id, "ended", "hangup")
+        with pytest.raises(CallEndedError):
+            await play.finished()
+        assert waits(e) == 3
+        assert_nothing_tracked(core_of(e))
+
+
+async def test_a_wait_a_timer_completes_is_not_a_webhooks() -> None:
+    async with asyncio.timeout(T), env(call_end_grace=0.05, receiver=METERED) as e:
+        call = await answered(e)
+        play = await call.play(silence(60))
+        await e.play_event(call.id, play.control_id, "error")
+        # the held error is released by its timer, outside any webhook
+        with pytest.raises(OperationFailed):
+            await play.finished()
+        assert waits(e) == 1  # answered() only
+        finished = await call.play(silence(1))
+        await e.play_event(call.id, finished.control_id, "finished")
+        await finished.finished()
+        assert waits(e) == 2
