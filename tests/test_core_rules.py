@@ -589,6 +589,23 @@ async def test_the_sweep_ends_a_call_silent_for_longer_than_the_maximum_only(
         assert_nothing_tracked(core)
 
 
+async def test_the_sweep_ends_a_dialled_call_never_heard_of() -> None:
+    now = [0.0]
+    async with asyncio.timeout(T), env(max_call_length=100.0) as e:
+        core = core_of(e)
+        core._clock = lambda: now[0]
+        now[0] = 5.0
+        call = await e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
+        assert core._heard == {call.id: 5.0}  # watched from its dial, before any webhook
+        now[0] = 105.0
+        core._sweep()
+        assert not call.is_ended
+        now[0] = 105.5
+        core._sweep()
+        assert await call.ended() == "max_call_length"
+        assert_nothing_tracked(core)
+
+
 async def test_the_sweep_forgets_a_quiet_call_that_is_neither_followed_nor_busy() -> None:
     now = [0.0]
     async with asyncio.timeout(T), env(max_call_length=100.0) as e:
