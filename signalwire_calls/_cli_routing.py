@@ -4,20 +4,13 @@ its owner through Redis) and ``signalwire-calls dlq`` (the dead-lettered webhook
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
 import json
 import os
-import signal
-import sys
 from datetime import UTC, datetime
 
+from ._cli_serve import cannot_listen, fail, stop_on_signals
+
 __all__ = ["add_dlq", "add_receiver"]
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def add_receiver(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,7 +59,7 @@ async def _run_receiver(args: argparse.Namespace) -> int:
     from .receiver import ReceiverSettings
 
     if not args.signing_key and not args.allow_unsigned:
-        return _fail(
+        return fail(
             "--signing-key: required (or $SIGNALWIRE_SIGNING_KEY); --allow-unsigned "
             "accepts forged webhooks"
         )
@@ -78,31 +71,24 @@ async def _run_receiver(args: argparse.Namespace) -> int:
         )
         bus = RedisBus(args.redis)
     except ConfigurationError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         await bus.open()
     except OSError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         receiver = bus.receiver(settings, host=args.host, port=args.port)
         try:
             await receiver.start()
         except ConfigurationError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return _fail(f"port {args.port} on {args.host} is already in use")
-            return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            return cannot_listen(exc, args.host, args.port)
         try:
-            print(f"signalwire receiver listening on {receiver.url}", flush=True)
-            await stop.wait()
+            with stop_on_signals() as stop:
+                print(f"signalwire receiver listening on {receiver.url}", flush=True)
+                await stop.wait()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
             await receiver.aclose()
         stats = receiver.stats()
         print(
@@ -151,16 +137,16 @@ async def _run_dlq(args: argparse.Namespace) -> int:
     from .errors import ConfigurationError
 
     if args.limit < 0:
-        return _fail("--limit: must be >= 0")
+        return fail("--limit: must be >= 0")
     try:
         bus = RedisBus(args.redis)
     except ConfigurationError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         await bus.open()
         total, letters = await bus.dead_letters(args.limit)
     except OSError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         await bus.aclose()
     if not args.json:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
-import signal
 import sys
 from typing import TYPE_CHECKING
+
+from ._cli_serve import cannot_listen, fail, stop_on_signals
 
 if TYPE_CHECKING:
     from .testing import Simulator
@@ -136,11 +136,6 @@ def add_simulator(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.set_defaults(func=_run_simulator)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def _parse_cps(text: str) -> float | None:
     if text.strip().lower() in ("none", "0", "0.0", "unlimited"):
         return None
@@ -154,25 +149,25 @@ async def _run_simulator(args: argparse.Namespace) -> int:
     from .testing import FaultPlan, Simulator
 
     if args.time_scale <= 0:
-        return _fail("--time-scale must be > 0")
+        return fail("--time-scale must be > 0")
     try:
         cps = _parse_cps(args.cps)
     except ValueError:
-        return _fail(f"--cps must be a number > 0, or 0/none for no limit, not {args.cps!r}")
+        return fail(f"--cps must be a number > 0, or 0/none for no limit, not {args.cps!r}")
     if args.max_queued_calls < 0:
-        return _fail("--max-queued-calls must be >= 0")
+        return fail("--max-queued-calls must be >= 0")
     if args.history_limit < 1:
-        return _fail("--history-limit must be >= 1")
+        return fail("--history-limit must be >= 1")
     if args.inbound is not None and not args.inbound.startswith(("http://", "https://")):
-        return _fail(f"--inbound must be an http(s) URL, not {args.inbound!r}")
+        return fail(f"--inbound must be an http(s) URL, not {args.inbound!r}")
     if args.inbound_count < 0 or args.inbound_interval < 0:
-        return _fail("--inbound-count and --inbound-interval must be >= 0")
+        return fail("--inbound-count and --inbound-interval must be >= 0")
     faults = None
     if args.faults:
         try:
             faults = FaultPlan.load(args.faults)
         except (OSError, ValueError) as exc:
-            return _fail(f"--faults: {exc}")
+            return fail(f"--faults: {exc}")
     sim = Simulator(
         project=args.project,
         token=args.token,
@@ -191,27 +186,20 @@ async def _run_simulator(args: argparse.Namespace) -> int:
         try:
             sim.load_callees(args.callees)
         except (OSError, ValueError) as exc:
-            return _fail(f"--callees: {exc}")
+            return fail(f"--callees: {exc}")
     try:
         await sim.start()
     except OSError as exc:
         await sim.aclose()
-        if exc.errno == errno.EADDRINUSE:
-            return _fail(f"port {args.port} on {args.host} is already in use")
-        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        return cannot_listen(exc, args.host, args.port)
     placer: asyncio.Task[None] | None = None
     try:
-        print(f"signalwire simulator listening on {sim.base_url}", flush=True)
-        if args.inbound:
-            placer = asyncio.create_task(_place_inbound_calls(sim, args))
-        await stop.wait()
+        with stop_on_signals() as stop:
+            print(f"signalwire simulator listening on {sim.base_url}", flush=True)
+            if args.inbound:
+                placer = asyncio.create_task(_place_inbound_calls(sim, args))
+            await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         if placer is not None:
             placer.cancel()
             await asyncio.gather(placer, return_exceptions=True)
