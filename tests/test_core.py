@@ -155,6 +155,19 @@ async def answered(e: Env) -> Any:
     return call
 
 
+async def held_dial(e: Env, **options: Any) -> asyncio.Task[Any]:
+    """A dial the fake space holds before answering it (its gate closed): the task of
+    ``session.dial``, returned once the space has the request. ``e.space.dial_gate.set()``
+    lets it answer."""
+    e.space.dial_gate.clear()
+    dial = asyncio.create_task(
+        e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML, **options)
+    )
+    while not e.space.dials_waiting:
+        await asyncio.sleep(0.005)
+    return dial
+
+
 # --------------------------------------------------------------------------- routing
 
 
@@ -228,12 +241,7 @@ async def test_a_refused_duplicate_control_id_sends_and_counts_nothing() -> None
 
 async def test_call_state_racing_the_dial_answer_is_replayed() -> None:
     async with asyncio.timeout(T), env() as e:
-        e.space.dial_gate.clear()
-        dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
-        )
-        while not e.space.dials_waiting:
-            await asyncio.sleep(0.005)
+        dial = await held_dial(e)
         await e.call_state(call_uuid(1), "ringing")
         await e.call_state(call_uuid(1), "answered")
         stats = e.session.stats().registry
@@ -255,12 +263,7 @@ async def test_call_state_for_an_unknown_call_with_no_dial_in_flight_is_dropped(
 
 async def test_the_buffer_is_bounded_per_call_in_count_and_in_time() -> None:
     async with asyncio.timeout(T), env(early_event_max=12, early_event_ttl=0.2) as e:
-        e.space.dial_gate.clear()
-        dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
-        )
-        while not e.space.dials_waiting:
-            await asyncio.sleep(0.005)
+        dial = await held_dial(e)
         for i in range(10):  # one call: at most 8 kept
             await e.post("calling.call.state", call_id="call-x", call_state="ringing", n=i)
         for i in range(10):  # 4 more calls' worth: the total is capped at 12
@@ -454,14 +457,9 @@ async def test_a_flood_of_bogus_events_neither_fills_the_buffer_nor_the_log(
     answer: the forged ones are not kept, the real one is replayed, and the log holds at
     most one line per kind of message."""
     async with asyncio.timeout(30), env(early_event_max=100) as e:
-        e.space.dial_gate.clear()
         # no request timeout of its own (the test's bounds it): under mutmut's trampolines
         # the flood outlasts the default 10 s
-        dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML, request_timeout=None)
-        )
-        while not e.space.dials_waiting:
-            await asyncio.sleep(0.005)
+        dial = await held_dial(e, request_timeout=None)
         with caplog.at_level(logging.DEBUG, logger="signalwire_calls"):
             bogus = [
                 e.post("calling.call.play", call_id="c", control_id=f"x{i}\nforged", state="x")
@@ -490,14 +488,9 @@ async def test_a_flood_of_bogus_events_neither_fills_the_buffer_nor_the_log(
 
 async def test_a_real_early_event_survives_a_flood_of_forged_operation_events() -> None:
     async with asyncio.timeout(30), env() as e:
-        e.space.dial_gate.clear()
         # no request timeout of its own (the test's bounds it): under mutmut's trampolines
         # the flood outlasts the default 10 s
-        dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML, request_timeout=None)
-        )
-        while not e.space.dials_waiting:
-            await asyncio.sleep(0.005)
+        dial = await held_dial(e, request_timeout=None)
         for chunk in range(0, 10_000, 500):
             await asyncio.gather(
                 *(

@@ -33,7 +33,7 @@ from signalwire_calls.commands import Dial, Digits
 from signalwire_calls.errors import CallNotFoundError, NotFoundError, RequestError
 from signalwire_calls.metrics import PREFIX
 
-from .test_core import SWML, Env, answered, call_uuid, env
+from .test_core import SWML, Env, answered, call_uuid, env, held_dial
 
 T = 5.0
 FAST_RETRY = RetryPolicy(backoff_base=0.01, backoff_cap=0.01, jitter=False)
@@ -896,12 +896,7 @@ async def test_a_routing_failure_is_logged_and_the_event_still_traced(
 
 async def test_a_dial_whose_call_state_came_first_arms_no_watchdog() -> None:
     async with asyncio.timeout(T), env(webhook_warning_after=60.0) as e:
-        e.space.dial_gate.clear()
-        dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
-        )
-        while not e.space.dials_waiting:
-            await asyncio.sleep(0.005)
+        dial = await held_dial(e)
         await e.call_state(call_uuid(1), "ringing")
         e.space.dial_gate.set()
         call = await dial
@@ -961,12 +956,7 @@ async def test_each_routing_branch_counts_every_event() -> None:
 
 async def test_a_call_keeps_eight_early_events_and_drops_the_rest() -> None:
     async with asyncio.timeout(T), env() as e:
-        e.space.dial_gate.clear()
-        dial = asyncio.create_task(
-            e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
-        )
-        while not e.space.dials_waiting:
-            await asyncio.sleep(0.005)
+        dial = await held_dial(e)
         for i in range(10):
             await e.post("calling.call.state", call_id="call-x", call_state="ringing", n=i)
         stats = e.session.stats().registry
@@ -1128,12 +1118,7 @@ async def test_every_throttled_line_follows_the_cores_clock(
 async def test_a_dial_with_only_other_calls_buffered_keeps_them_and_replays_add_up() -> None:
     async with asyncio.timeout(T), env() as e:
         for n in (1, 2):
-            e.space.dial_gate.clear()
-            dial = asyncio.create_task(
-                e.session.dial(to="+15551230001", from_="+15559870000", swml=SWML)
-            )
-            while not e.space.dials_waiting:
-                await asyncio.sleep(0.005)
+            dial = await held_dial(e)
             await e.call_state(call_uuid(n), "ringing")
             await e.call_state(f"someone-else-{n}", "ringing")
             e.space.dial_gate.set()
